@@ -1,0 +1,95 @@
+namespace Microsoft.ML.DeepVariants.Cnn;
+
+/// <summary>
+/// Input, architecture and training settings shared by the CNN classifier and featurizer. The names
+/// (<see cref="Architecture"/>, <see cref="Depth"/>, <see cref="Width"/>, <see cref="Dropout"/>) are the
+/// knobs a sweeper searches.
+/// </summary>
+public class CnnOptions : TrainingOptions
+{
+    /// <summary>
+    /// Input column: an ML.NET image (resized to a fixed size) or a float vector of
+    /// <see cref="Channels"/> x <see cref="ImageHeight"/> x <see cref="ImageWidth"/> values, channel-major (CHW).
+    /// Default "Features".
+    /// </summary>
+    public string FeatureColumnName { get; set; } = "Features";
+
+    /// <summary>Label column: a key, or any type MapValueToKey accepts (it is converted). Default "Label".</summary>
+    public string LabelColumnName { get; set; } = "Label";
+
+    /// <summary>Image height in pixels. Required for a vector input; taken from an image column when 0.</summary>
+    public int ImageHeight { get; set; }
+
+    /// <summary>Image width in pixels. Required for a vector input; taken from an image column when 0.</summary>
+    public int ImageWidth { get; set; }
+
+    /// <summary>Channels: 1 (grayscale) or 3 (RGB). Default 1.</summary>
+    public int Channels { get; set; } = 1;
+
+    /// <summary>The network family. Default <see cref="CnnArchitecture.LeNet"/>.</summary>
+    public CnnArchitecture Architecture { get; set; } = CnnArchitecture.LeNet;
+
+    /// <summary>Convolution blocks (LeNet) or residual blocks (ResNet). Default 2.</summary>
+    public int Depth { get; set; } = 2;
+
+    /// <summary>Channels of the first block; each later block doubles them. Default 32.</summary>
+    public int Width { get; set; } = 32;
+
+    /// <summary>Size of the LeNet hidden layer, which is the embedding a featurizer emits (ResNet's embedding is its last block's channels). Default 128.</summary>
+    public int HiddenSize { get; set; } = 128;
+
+    /// <summary>Dropout before the classifier layer (training only). Default 0.25.</summary>
+    public float Dropout { get; set; } = 0.25f;
+
+    /// <inheritdoc/>
+    public override void Validate()
+    {
+        base.Validate();
+        if (string.IsNullOrWhiteSpace(FeatureColumnName))
+            throw new ArgumentException("FeatureColumnName must name a column.", nameof(FeatureColumnName));
+        if (string.IsNullOrWhiteSpace(LabelColumnName))
+            throw new ArgumentException("LabelColumnName must name a column.", nameof(LabelColumnName));
+        ArgumentOutOfRangeException.ThrowIfNegative(ImageHeight, nameof(ImageHeight));
+        ArgumentOutOfRangeException.ThrowIfNegative(ImageWidth, nameof(ImageWidth));
+        if (Channels is not (1 or 3))
+            throw new ArgumentOutOfRangeException(nameof(Channels), Channels, "Channels must be 1 (grayscale) or 3 (RGB).");
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(Depth, nameof(Depth));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(Width, nameof(Width));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(HiddenSize, nameof(HiddenSize));
+        if (!(Dropout >= 0) || Dropout >= 1)
+            throw new ArgumentOutOfRangeException(nameof(Dropout), Dropout, "Dropout must be in [0, 1).");
+    }
+}
+
+/// <summary>Options of <see cref="CnnClassifierEstimator"/>.</summary>
+/// <example>
+/// <code>
+/// var estimator = mlContext.Transforms.DeepVariants.CnnClassifier(new CnnClassifierOptions
+/// {
+///     ImageHeight = 28, ImageWidth = 28, Architecture = CnnArchitecture.ResNet, Depth = 3, Epochs = 5,
+/// });
+/// </code>
+/// </example>
+public sealed class CnnClassifierOptions : CnnOptions
+{
+    /// <summary>Output column of class probabilities. Default "Score".</summary>
+    public string ScoreColumnName { get; set; } = "Score";
+
+    /// <summary>Output column of the predicted class, a key of the label's type. Default "PredictedLabel".</summary>
+    public string PredictedLabelColumnName { get; set; } = "PredictedLabel";
+}
+
+/// <summary>Options of <see cref="CnnFeaturizerEstimator"/>: the CNN trains as a classifier, then emits its penultimate layer.</summary>
+/// <example>
+/// <code>
+/// var featurizer = mlContext.Transforms.DeepVariants.CnnFeaturizer(new CnnFeaturizerOptions
+/// {
+///     ImageHeight = 28, ImageWidth = 28, OutputColumnName = "Embedding", Epochs = 2,
+/// });
+/// </code>
+/// </example>
+public sealed class CnnFeaturizerOptions : CnnOptions
+{
+    /// <summary>Output column of the embedding. Default "Embedding".</summary>
+    public string OutputColumnName { get; set; } = "Embedding";
+}

@@ -1,0 +1,86 @@
+using Microsoft.ML.Data;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.DeepVariants.Cnn;
+
+/// <summary>A trained CNN before it is wrapped for ML.NET: the network, its input, its labels and what training did.</summary>
+internal sealed record TrainedCnn(CnnNetwork Network, CnnInput Input, ITransformer? Preprocessing, LabelInfo Labels,
+    string LabelColumn, IDataView PreparedTrain, TrainingHistory History);
+
+/// <summary>The fitting steps the CNN classifier and featurizer share.</summary>
+internal static class CnnTraining
+{
+    private const string KeyedLabelSuffix = ".Key";
+
+    public static TrainedCnn Train(ModelContext context, CnnOptions options, IDataView trainData, IDataView? validationData)
+    {
+        ArgumentNullException.ThrowIfNull(trainData);
+        options.Validate();
+        var log = context.Logger("DeepVariants.Cnn");
+
+        var input = CnnInput.Resolve(context, trainData.Schema, options);
+        ITransformer? preprocessing = input.Preprocessing?.Fit(trainData);
+        IDataView train = preprocessing?.Transform(trainData) ?? trainData;
+        IDataView? validation = validationData is null ? null : preprocessing?.Transform(validationData) ?? validationData;
+
+        (string labelColumn, train, validation) = KeyLabels(context, options.LabelColumnName, train, validation);
+        var labels = DataViewReader.RequireKeyLabel(train.Schema, labelColumn);
+        if (validation is not null)
+            DataViewReader.RequireFloatVector(validation.Schema, input.TensorColumn, input.Size);
+
+        long[] shape = [input.Channels, input.Height, input.Width];
+        using var trainSet = DataViewReader.Read(train, input.TensorColumn, input.Size, labelColumn, shape);
+        if (trainSet.Count == 0)
+            throw new ArgumentException($"The training data is empty: column '{options.FeatureColumnName}' has no rows.", nameof(trainData));
+        using (var distinct = trainSet.Targets.unique().Item1)
+        {
+            if (distinct.shape[0] < 2)
+                throw new ArgumentException(
+                    $"Label column '{options.LabelColumnName}' has a single class ('{labels.ClassNames[trainSet.Targets[0].item<long>()]}') in the training data; a classifier needs at least two.",
+                    nameof(trainData));
+        }
+        using var validationSet = validation is null ? null : DataViewReader.Read(validation, input.TensorColumn, input.Size, labelColumn, shape);
+
+        int seed = context.ResolveSeed(options.Seed);
+        var device = TorchDevices.Resolve(options.Device, context.Environment, log);
+        random.manual_seed(seed);
+        var network = CnnNetwork.Create(options, input.Channels, input.Height, input.Width, labels.ClassCount);
+        try
+        {
+            log($"Training a {options.Architecture} CNN ({network.ParameterCount:N0} parameters) on {trainSet.Count:N0} rows, {labels.ClassCount} classes, device {device}, seed {seed}.");
+            var history = TorchTrainer.Train(network, trainSet, validationSet, new ClassificationObjective(), options, device, seed, log);
+            return new TrainedCnn(network, input, preprocessing, labels, labelColumn, train, history);
+        }
+        catch
+        {
+            network.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Serves an exported graph through ML.NET's ONNX transformer.</summary>
+    public static ITransformer ApplyOnnx(ModelContext context, byte[] onnx, string input, string output, IDataView schemaSource)
+    {
+        using var stream = new MemoryStream(onnx, writable: false);
+        return context.Transforms.ApplyOnnxModel([output], [input], stream, shapeDictionary: null,
+            gpuDeviceId: null, fallbackToCpu: false, recursionLimit: 100).Fit(schemaSource);
+    }
+
+    /// <summary>The chain of fitted parts, without empty entries.</summary>
+    public static TransformerChain<ITransformer> Chain(params ITransformer?[] parts) =>
+        new(parts.Where(p => p is not null).Cast<ITransformer>().ToArray());
+
+    // A key label is used as it is; any other type is mapped to a key on the training data, so the
+    // predicted label's key values are the original label values.
+    private static (string, IDataView, IDataView?) KeyLabels(ModelContext context, string label, IDataView train, IDataView? validation)
+    {
+        var column = train.Schema.GetColumnOrNull(label) ?? throw DataViewReader.MissingColumn(label);
+        if (column.Type is KeyDataViewType)
+            return (label, train, validation);
+        if (column.Type is VectorDataViewType || column.Type is not PrimitiveDataViewType)
+            throw DataViewReader.SchemaMismatch(label, "a key, text, number or boolean label", column.Type);
+        string keyed = label + KeyedLabelSuffix;
+        var mapping = context.Transforms.Conversion.MapValueToKey(keyed, label).Fit(train);
+        return (keyed, mapping.Transform(train), validation is null ? null : mapping.Transform(validation));
+    }
+}

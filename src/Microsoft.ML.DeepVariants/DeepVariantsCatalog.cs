@@ -1,0 +1,103 @@
+using Microsoft.ML.DeepVariants.Cnn;
+
+namespace Microsoft.ML.DeepVariants;
+
+/// <summary>
+/// Adds <c>mlContext.Transforms.DeepVariants</c> and the CNN trainer on <c>mlContext.MulticlassClassification.Trainers</c>.
+/// </summary>
+/// <example>
+/// <code>
+/// using Microsoft.ML.DeepVariants;
+/// var cnn = mlContext.Transforms.DeepVariants.CnnClassifier(imageHeight: 28, imageWidth: 28);
+/// var same = mlContext.MulticlassClassification.Trainers.Cnn(imageHeight: 28, imageWidth: 28);
+/// </code>
+/// </example>
+public static class DeepVariantsCatalogExtensions
+{
+    extension(TransformsCatalog catalog)
+    {
+        /// <summary>The DeepVariants components: deep-learning estimators trained with TorchSharp, served through ONNX.</summary>
+        public DeepVariantsCatalog DeepVariants => new(new ModelContext(catalog));
+    }
+
+    extension(MulticlassClassificationCatalog.MulticlassClassificationTrainers trainers)
+    {
+        /// <summary>A CNN image classifier as a multiclass trainer; the same estimator as <see cref="DeepVariantsCatalog.CnnClassifier(CnnClassifierOptions)"/>.</summary>
+        public CnnClassifierEstimator Cnn(CnnClassifierOptions options) =>
+            new(new ModelContext(MLNetInternals.GetEnvironment(trainers)), options);
+
+        /// <summary>A CNN image classifier as a multiclass trainer, with the common settings.</summary>
+        public CnnClassifierEstimator Cnn(int imageHeight, int imageWidth, int channels = 1,
+            string labelColumnName = "Label", string featureColumnName = "Features",
+            CnnArchitecture architecture = CnnArchitecture.LeNet, int epochs = 5, int batchSize = 128, float learningRate = 1e-3f) =>
+            trainers.Cnn(DeepVariantsCatalog.ClassifierOptions(imageHeight, imageWidth, channels, labelColumnName, featureColumnName,
+                architecture, epochs, batchSize, learningRate));
+    }
+}
+
+/// <summary>The DeepVariants estimators, reached as <c>mlContext.Transforms.DeepVariants</c>.</summary>
+public sealed class DeepVariantsCatalog
+{
+    private readonly ModelContext _context;
+
+    internal DeepVariantsCatalog(ModelContext context) => _context = context;
+
+    /// <summary>Trains a CNN image classifier; outputs <c>Score</c> and a key-typed <c>PredictedLabel</c>.</summary>
+    /// <param name="imageHeight">Image height (0 to take it from an image column).</param>
+    /// <param name="imageWidth">Image width (0 to take it from an image column).</param>
+    /// <param name="channels">1 for grayscale, 3 for RGB.</param>
+    /// <param name="labelColumnName">The label: a key, or a value MapValueToKey accepts.</param>
+    /// <param name="featureColumnName">An image column, or a float vector of channels x height x width values (CHW).</param>
+    /// <param name="architecture">The network family.</param>
+    /// <param name="epochs">Passes over the training data.</param>
+    /// <param name="batchSize">Rows per mini-batch.</param>
+    /// <param name="learningRate">Adam's learning rate.</param>
+    /// <example>
+    /// <code>
+    /// var model = mlContext.Transforms.Conversion.MapValueToKey("Label")
+    ///     .Append(mlContext.Transforms.DeepVariants.CnnClassifier(28, 28, epochs: 2))
+    ///     .Fit(train);
+    /// </code>
+    /// </example>
+    public CnnClassifierEstimator CnnClassifier(int imageHeight, int imageWidth, int channels = 1,
+        string labelColumnName = "Label", string featureColumnName = "Features",
+        CnnArchitecture architecture = CnnArchitecture.LeNet, int epochs = 5, int batchSize = 128, float learningRate = 1e-3f) =>
+        CnnClassifier(ClassifierOptions(imageHeight, imageWidth, channels, labelColumnName, featureColumnName, architecture, epochs, batchSize, learningRate));
+
+    /// <summary>Trains a CNN image classifier with every setting in <paramref name="options"/>.</summary>
+    public CnnClassifierEstimator CnnClassifier(CnnClassifierOptions options) => new(_context, options);
+
+    /// <summary>Trains a CNN on the label and emits its penultimate layer (the embedding) as <paramref name="outputColumnName"/>.</summary>
+    /// <param name="imageHeight">Image height (0 to take it from an image column).</param>
+    /// <param name="imageWidth">Image width (0 to take it from an image column).</param>
+    /// <param name="outputColumnName">The embedding column.</param>
+    /// <param name="channels">1 for grayscale, 3 for RGB.</param>
+    /// <param name="labelColumnName">The label the CNN learns from.</param>
+    /// <param name="featureColumnName">An image column, or a float vector of channels x height x width values (CHW).</param>
+    /// <param name="architecture">The network family.</param>
+    /// <param name="epochs">Passes over the training data.</param>
+    /// <example>
+    /// <code>
+    /// var pipeline = mlContext.Transforms.DeepVariants.CnnFeaturizer(28, 28, "Embedding")
+    ///     .Append(mlContext.MulticlassClassification.Trainers.LbfgsMaximumEntropy(featureColumnName: "Embedding"));
+    /// </code>
+    /// </example>
+    public CnnFeaturizerEstimator CnnFeaturizer(int imageHeight, int imageWidth, string outputColumnName = "Embedding", int channels = 1,
+        string labelColumnName = "Label", string featureColumnName = "Features", CnnArchitecture architecture = CnnArchitecture.LeNet, int epochs = 5) =>
+        CnnFeaturizer(new CnnFeaturizerOptions
+        {
+            ImageHeight = imageHeight, ImageWidth = imageWidth, OutputColumnName = outputColumnName, Channels = channels,
+            LabelColumnName = labelColumnName, FeatureColumnName = featureColumnName, Architecture = architecture, Epochs = epochs,
+        });
+
+    /// <summary>Trains a CNN featurizer with every setting in <paramref name="options"/>.</summary>
+    public CnnFeaturizerEstimator CnnFeaturizer(CnnFeaturizerOptions options) => new(_context, options);
+
+    internal static CnnClassifierOptions ClassifierOptions(int imageHeight, int imageWidth, int channels, string labelColumnName,
+        string featureColumnName, CnnArchitecture architecture, int epochs, int batchSize, float learningRate) => new()
+    {
+        ImageHeight = imageHeight, ImageWidth = imageWidth, Channels = channels, LabelColumnName = labelColumnName,
+        FeatureColumnName = featureColumnName, Architecture = architecture, Epochs = epochs, BatchSize = batchSize,
+        LearningRate = learningRate,
+    };
+}

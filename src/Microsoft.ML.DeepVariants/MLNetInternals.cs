@@ -1,0 +1,93 @@
+using System.Reflection;
+using Microsoft.ML.Data;
+using Microsoft.ML.Runtime;
+using Microsoft.ML.Trainers;
+
+namespace Microsoft.ML.DeepVariants;
+
+/// <summary>
+/// The one place that reaches ML.NET internals. ML.NET 5 gives third-party components no public way to
+/// read a catalog's environment (seed, GPU settings) or to build its standard multiclass prediction
+/// transformer around given weights. Each member fails with a clear message if ML.NET changes;
+/// MLNetInternalsTests exercises every one of them.
+/// </summary>
+internal static class MLNetInternals
+{
+    private const BindingFlags Instance = BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic;
+
+    /// <summary>The environment (the MLContext's LocalEnvironment) behind any ML.NET catalog.</summary>
+    public static IHostEnvironment GetEnvironment(object catalog)
+    {
+        ArgumentNullException.ThrowIfNull(catalog);
+        var property = catalog.GetType().GetInterfaces()
+            .FirstOrDefault(i => i.FullName == "Microsoft.ML.Data.IInternalCatalog")
+            ?.GetProperty("Environment", Instance);
+        return property?.GetValue(catalog) as IHostEnvironment
+            ?? throw Changed($"{catalog.GetType().Name} no longer exposes its environment through IInternalCatalog");
+    }
+
+    /// <summary>A <see cref="TransformsCatalog"/> over an environment, for catalogs that have none (the trainers catalog).</summary>
+    public static TransformsCatalog CreateTransformsCatalog(IHostEnvironment environment)
+    {
+        var constructor = typeof(TransformsCatalog).GetConstructor(Instance, [typeof(IHostEnvironment)])
+            ?? throw Changed("TransformsCatalog(IHostEnvironment) is gone");
+        return (TransformsCatalog)constructor.Invoke([environment]);
+    }
+
+    /// <summary>The MLContext seed (null when the context was made without one).</summary>
+    public static int? GetSeed(IHostEnvironment environment) => ReadSetting<int?>(environment, "Seed");
+
+    /// <summary>MLContext.GpuDeviceId.</summary>
+    public static int? GetGpuDeviceId(IHostEnvironment environment) => ReadSetting<int?>(environment, "GpuDeviceId");
+
+    /// <summary>MLContext.FallbackToCpu.</summary>
+    public static bool GetFallbackToCpu(IHostEnvironment environment) => ReadSetting<bool>(environment, "FallbackToCpu");
+
+    private static T ReadSetting<T>(IHostEnvironment environment, string name)
+    {
+        var property = environment.GetType().GetProperty(name, Instance)
+            ?? environment.GetType().GetInterfaces().Select(i => i.GetProperty(name, Instance)).FirstOrDefault(p => p != null)
+            ?? throw Changed($"the ML.NET environment no longer has a '{name}' setting");
+        return (T)property.GetValue(environment)!;
+    }
+
+    /// <summary>
+    /// ML.NET's own multiclass tail (the one LbfgsMaximumEntropy produces) over a logits column:
+    /// an identity-weight maximum-entropy model, so Score = softmax(logits) and PredictedLabel is the
+    /// arg-max as a key of the training label's type. It saves and loads with plain ML.NET.
+    /// </summary>
+    public static ITransformer CreateSoftmaxHead(IHostEnvironment environment, DataViewSchema trainSchema,
+        string logitsColumn, string labelColumn, int classCount, string[] labelNames,
+        string scoreColumn = "Score", string predictedLabelColumn = "PredictedLabel")
+    {
+        var weights = new VBuffer<float>[classCount];
+        for (int k = 0; k < classCount; k++)
+            weights[k] = new VBuffer<float>(classCount, 1, [1f], [k]);
+
+        var modelConstructor = typeof(MaximumEntropyModelParameters).GetConstructors(Instance)
+            .SingleOrDefault(c => c.GetParameters().Select(p => p.ParameterType).SequenceEqual(
+                [typeof(IHostEnvironment), typeof(VBuffer<float>[]), typeof(float[]), typeof(int), typeof(int), typeof(string[]), typeof(ModelStatisticsBase)]))
+            ?? throw Changed("MaximumEntropyModelParameters(env, weights, bias, classes, features, names, stats) is gone");
+        var model = (MaximumEntropyModelParameters)modelConstructor.Invoke(
+            [environment, weights, new float[classCount], classCount, classCount, labelNames, null]);
+
+        var transformerConstructor = typeof(MulticlassPredictionTransformer<MaximumEntropyModelParameters>).GetConstructors(Instance)
+            .SingleOrDefault(c => c.GetParameters().Length == 7 && c.GetParameters()[2].ParameterType == typeof(DataViewSchema))
+            ?? throw Changed("MulticlassPredictionTransformer(env, model, schema, feature, label, score, predictedLabel) is gone");
+        return (ITransformer)transformerConstructor.Invoke(
+            [environment, model, trainSchema, logitsColumn, labelColumn, scoreColumn, predictedLabelColumn]);
+    }
+
+    /// <summary>A schema-shape column (its constructor is internal to ML.NET), for GetOutputSchema.</summary>
+    public static SchemaShape.Column SchemaColumn(string name, SchemaShape.Column.VectorKind kind, DataViewType itemType,
+        bool isKey, SchemaShape? annotations = null)
+    {
+        var constructor = typeof(SchemaShape.Column).GetConstructor(Instance,
+            [typeof(string), typeof(SchemaShape.Column.VectorKind), typeof(DataViewType), typeof(bool), typeof(SchemaShape)])
+            ?? throw Changed("SchemaShape.Column(name, kind, itemType, isKey, annotations) is gone");
+        return (SchemaShape.Column)constructor.Invoke([name, kind, itemType, isKey, annotations]);
+    }
+
+    private static InvalidOperationException Changed(string what) =>
+        new($"DeepVariants.ML needs an ML.NET 5.0 internal that has changed: {what}. Use the Microsoft.ML version this package was built against.");
+}

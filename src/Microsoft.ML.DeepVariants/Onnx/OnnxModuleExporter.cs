@@ -1,0 +1,150 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.DeepVariants.Onnx;
+
+/// <summary>A module that writes its own ONNX nodes (composite blocks such as residual blocks).</summary>
+public interface IOnnxExportable
+{
+    /// <summary>
+    /// Appends this module's nodes to <paramref name="builder"/>, reading <paramref name="input"/>, and
+    /// returns the name of its output. <paramref name="example"/> is the module's real input, so that
+    /// shape-dependent operators can be written with concrete sizes.
+    /// </summary>
+    string ExportOnnx(OnnxGraphBuilder builder, string input, Tensor example);
+}
+
+/// <summary>
+/// Exports the TorchSharp modules this project builds to ONNX nodes: Sequential, Conv2d, BatchNorm2d,
+/// ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Dropout, Flatten, Linear, Softmax, Identity, and any
+/// <see cref="IOnnxExportable"/>. The module is traced with an example input in evaluation mode, so
+/// batch normalisation uses its running statistics and dropout is the identity.
+/// </summary>
+public static class OnnxModuleExporter
+{
+    /// <summary>Appends <paramref name="module"/> and returns the name of its output value.</summary>
+    public static string Export(OnnxGraphBuilder builder, nn.Module module, string input, Tensor example)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(module);
+        return Export(builder, module, input, example, out _);
+    }
+
+    /// <summary>Appends <paramref name="module"/>, returning its output name and its output on <paramref name="example"/>.</summary>
+    public static string Export(OnnxGraphBuilder builder, nn.Module module, string input, Tensor example, out Tensor output)
+    {
+        using var noGrad = no_grad();
+        switch (module)
+        {
+            case Sequential sequential:
+                output = example;
+                foreach (var (_, child) in sequential.named_children())
+                {
+                    input = Export(builder, child, input, output, out var next);
+                    output = next;
+                }
+                return input;
+            case IOnnxExportable exportable:
+                output = Call(module, example);
+                return exportable.ExportOnnx(builder, input, example);
+            default:
+                output = Call(module, example);
+                return ExportLeaf(builder, module, input, example);
+        }
+    }
+
+    private static Tensor Call(nn.Module module, Tensor example) =>
+        module is nn.Module<Tensor, Tensor> typed
+            ? typed.call(example)
+            : throw new NotSupportedException($"ONNX export needs a Module<Tensor, Tensor>; '{module.GetName()}' is a {module.GetType().Name}.");
+
+    private static string ExportLeaf(OnnxGraphBuilder b, nn.Module module, string x, Tensor example)
+    {
+        switch (module)
+        {
+            case Conv2d conv:
+                if (conv.padding_type is not null || conv.padding_mode != PaddingModes.Zeros || conv.transposed)
+                    throw Unsupported(module, "only explicit zero padding is exported for Conv2d");
+                var convInputs = new List<string> { x, b.AddInitializer("conv_weight", conv.weight!) };
+                if (conv.bias is not null)
+                    convInputs.Add(b.AddInitializer("conv_bias", conv.bias));
+                return b.AddNode("Conv", convInputs,
+                    OnnxGraphBuilder.Ints("kernel_shape", conv.kernel_size),
+                    OnnxGraphBuilder.Ints("strides", conv.stride),
+                    OnnxGraphBuilder.Ints("pads", Pads(conv.padding ?? [0, 0])),
+                    OnnxGraphBuilder.Ints("dilations", conv.dilation),
+                    OnnxGraphBuilder.Int("group", conv.groups));
+            case BatchNorm2d norm:
+                if (norm.running_mean is null || norm.running_var is null)
+                    throw Unsupported(module, "batch normalisation without running statistics cannot be exported");
+                using (var ones = torch.ones(norm.num_features))
+                using (var zeros = torch.zeros(norm.num_features))
+                {
+                    return b.AddNode("BatchNormalization",
+                        [x, b.AddInitializer("bn_scale", norm.weight ?? ones), b.AddInitializer("bn_bias", norm.bias ?? zeros),
+                         b.AddInitializer("bn_mean", norm.running_mean), b.AddInitializer("bn_var", norm.running_var)],
+                        OnnxGraphBuilder.Float("epsilon", (float)norm.eps));
+                }
+            case ReLU:
+                return b.AddNode("Relu", [x]);
+            case MaxPool2d pool:
+                return b.AddNode("MaxPool", [x],
+                    OnnxGraphBuilder.Ints("kernel_shape", pool.kernel_size),
+                    OnnxGraphBuilder.Ints("strides", pool.stride ?? pool.kernel_size),
+                    OnnxGraphBuilder.Ints("pads", Pads(pool.padding ?? [0, 0])),
+                    OnnxGraphBuilder.Ints("dilations", pool.dilation ?? [1, 1]),
+                    OnnxGraphBuilder.Int("ceil_mode", pool.ceil_mode ? 1 : 0));
+            case AvgPool2d pool:
+                if (pool.divisor_override is not null)
+                    throw Unsupported(module, "AvgPool2d with divisor_override has no ONNX equivalent");
+                return b.AddNode("AveragePool", [x],
+                    OnnxGraphBuilder.Ints("kernel_shape", pool.kernel_size),
+                    OnnxGraphBuilder.Ints("strides", pool.stride ?? pool.kernel_size),
+                    OnnxGraphBuilder.Ints("pads", Pads(pool.padding ?? [0, 0])),
+                    OnnxGraphBuilder.Int("ceil_mode", pool.ceil_mode ? 1 : 0),
+                    OnnxGraphBuilder.Int("count_include_pad", pool.count_include_pad ? 1 : 0));
+            case AdaptiveAvgPool2d adaptive:
+                return ExportAdaptiveAveragePool(b, adaptive, x, example);
+            case Flatten flatten:
+                long rank = example.dim();
+                long start = flatten.start_dim < 0 ? flatten.start_dim + rank : flatten.start_dim;
+                long end = flatten.end_dim < 0 ? flatten.end_dim + rank : flatten.end_dim;
+                if (end != rank - 1)
+                    throw Unsupported(module, "Flatten is exported only when it runs to the last dimension");
+                return b.AddNode("Flatten", [x], OnnxGraphBuilder.Int("axis", start));
+            case Dropout:
+            case Identity:
+                return x;
+            case Linear linear:
+                var gemmInputs = new List<string> { x, b.AddInitializer("fc_weight", linear.weight) };
+                if (linear.bias is not null)
+                    gemmInputs.Add(b.AddInitializer("fc_bias", linear.bias));
+                return b.AddNode("Gemm", gemmInputs, OnnxGraphBuilder.Int("transB", 1));
+            case Softmax softmax:
+                return b.AddNode("Softmax", [x], OnnxGraphBuilder.Int("axis", softmax.dim));
+            default:
+                throw Unsupported(module, $"the module type {module.GetType().Name} has no ONNX exporter");
+        }
+    }
+
+    private static string ExportAdaptiveAveragePool(OnnxGraphBuilder b, AdaptiveAvgPool2d pool, string x, Tensor example)
+    {
+        long[] output = pool.output_size;
+        if (output.All(size => size == 1))
+            return b.AddNode("GlobalAveragePool", [x]);
+        long height = example.shape[^2], width = example.shape[^1];
+        if (height % output[0] != 0 || width % output[^1] != 0)
+            throw Unsupported(pool, $"adaptive pooling from {height}x{width} to {output[0]}x{output[^1]} has uneven windows");
+        long[] kernel = [height / output[0], width / output[^1]];
+        return b.AddNode("AveragePool", [x], OnnxGraphBuilder.Ints("kernel_shape", kernel), OnnxGraphBuilder.Ints("strides", kernel));
+    }
+
+    // TorchSharp pads symmetrically per spatial axis; ONNX lists all begins, then all ends.
+    private static long[] Pads(long[] padding) => padding.Length == 1
+        ? [padding[0], padding[0], padding[0], padding[0]]
+        : [padding[0], padding[1], padding[0], padding[1]];
+
+    private static NotSupportedException Unsupported(nn.Module module, string why) =>
+        new($"Cannot export module '{module.GetName()}' ({module.GetType().Name}) to ONNX: {why}.");
+}

@@ -1,0 +1,223 @@
+using System.Diagnostics;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.DeepVariants;
+
+/// <summary>Rows held as tensors on the CPU: inputs [N, ...] and targets [N, ...].</summary>
+internal sealed class TensorDataset : IDisposable
+{
+    public TensorDataset(Tensor inputs, Tensor targets)
+    {
+        if (inputs.shape[0] != targets.shape[0])
+            throw new ArgumentException($"Inputs have {inputs.shape[0]} rows but targets have {targets.shape[0]}.");
+        Inputs = inputs;
+        Targets = targets;
+    }
+
+    public Tensor Inputs { get; }
+    public Tensor Targets { get; }
+    public long Count => Inputs.shape[0];
+
+    public void Dispose()
+    {
+        Inputs.Dispose();
+        Targets.Dispose();
+    }
+}
+
+/// <summary>What a model is trained to do: its loss, and an optional metric (higher is better) summed over a batch.</summary>
+internal interface ITrainingObjective
+{
+    /// <summary>Mean loss of a batch (a scalar tensor that autograd can differentiate).</summary>
+    Tensor Loss(Tensor output, Tensor target);
+
+    /// <summary>The metric summed over the batch's rows (for example the count of correct predictions), or null when there is none.</summary>
+    double? MetricSum(Tensor output, Tensor target);
+}
+
+/// <summary>Cross-entropy on logits; the metric is accuracy.</summary>
+internal sealed class ClassificationObjective : ITrainingObjective
+{
+    public Tensor Loss(Tensor output, Tensor target) => nn.functional.cross_entropy(output, target);
+
+    public double? MetricSum(Tensor output, Tensor target) => output.argmax(1).eq(target).sum().item<long>();
+}
+
+/// <summary>
+/// The training loop every DeepVariants model uses: shuffled mini-batches, Adam/AdamW/SGD, learning-rate
+/// schedules, validation with early stopping and restore of the best weights, a guard against NaN or
+/// infinite loss, cancellation and progress. Every batch runs in its own dispose scope, so native memory
+/// stays flat across epochs.
+/// </summary>
+internal static class TorchTrainer
+{
+    public static TrainingHistory Train(nn.Module<Tensor, Tensor> model, TensorDataset train, TensorDataset? validation,
+        ITrainingObjective objective, TrainingOptions options, Device device, int seed, Action<string>? log)
+    {
+        options.Validate();
+        if (train.Count == 0)
+            throw new ArgumentException("The training data has no rows.", nameof(train));
+
+        model.to(device);
+        using var optimizer = CreateOptimizer(model, options);
+        using var shuffler = new Generator((ulong)seed);
+        int batches = (int)((train.Count + options.BatchSize - 1) / options.BatchSize);
+        var history = new List<TrainingProgress>();
+        var clock = Stopwatch.StartNew();
+        Dictionary<string, Tensor>? best = null;
+        double bestScore = double.NegativeInfinity;
+        int bestEpoch = 0, epochsWithoutGain = 0;
+        bool stoppedEarly = false;
+
+        try
+        {
+            for (int epoch = 1; epoch <= options.Epochs; epoch++)
+            {
+                double lr = LearningRateAt(options, epoch);
+                SetLearningRate(optimizer, lr);
+                model.train();
+                double lossSum = 0;
+                long rowsSeen = 0;
+                using var order = randperm(train.Count, generator: shuffler);
+
+                for (int b = 0; b < batches; b++)
+                {
+                    options.CancellationToken.ThrowIfCancellationRequested();
+                    using var scope = NewDisposeScope();
+                    long start = (long)b * options.BatchSize;
+                    long length = Math.Min(options.BatchSize, train.Count - start);
+                    var index = order.narrow(0, start, length);
+                    var x = train.Inputs.index_select(0, index).to(device);
+                    var y = train.Targets.index_select(0, index).to(device);
+
+                    optimizer.zero_grad();
+                    var loss = objective.Loss(model.call(x), y);
+                    double value = loss.item<float>();
+                    if (!double.IsFinite(value))
+                        throw new InvalidOperationException(
+                            $"Training stopped: the loss became {value} at epoch {epoch}, batch {b + 1}. " +
+                            $"Lower the learning rate (LearningRate is {options.LearningRate}) or check the inputs for extreme values.");
+                    loss.backward();
+                    optimizer.step();
+
+                    lossSum += value * length;
+                    rowsSeen += length;
+                    options.Progress?.Report(new TrainingProgress(epoch, options.Epochs, b + 1, batches,
+                        lossSum / rowsSeen, null, null, lr, clock.Elapsed, IsEpochEnd: false));
+                }
+
+                double? validationLoss = null, validationMetric = null;
+                if (validation is not null)
+                    (validationLoss, validationMetric) = Evaluate(model, validation, objective, options.BatchSize, device);
+                var summary = new TrainingProgress(epoch, options.Epochs, batches, batches, lossSum / rowsSeen,
+                    validationLoss, validationMetric, lr, clock.Elapsed, IsEpochEnd: true);
+                history.Add(summary);
+                options.Progress?.Report(summary);
+                log?.Invoke($"Epoch {epoch}/{options.Epochs}: loss {summary.Loss:F4}" +
+                    (validationLoss is null ? "" : $", validation loss {validationLoss:F4}") +
+                    (validationMetric is null ? "" : $", validation metric {validationMetric:F4}") +
+                    $", lr {lr:G3}, {clock.Elapsed.TotalSeconds:F1} s");
+
+                if (validation is not null)
+                {
+                    double score = validationMetric ?? -validationLoss!.Value;
+                    if (score > bestScore)
+                    {
+                        bestScore = score;
+                        bestEpoch = epoch;
+                        epochsWithoutGain = 0;
+                        if (options.EarlyStoppingPatience > 0)
+                            ReplaceSnapshot(ref best, model);
+                    }
+                    else if (options.EarlyStoppingPatience > 0 && ++epochsWithoutGain >= options.EarlyStoppingPatience)
+                    {
+                        stoppedEarly = epoch < options.Epochs;
+                        log?.Invoke($"Early stopping after epoch {epoch}: no gain for {epochsWithoutGain} epochs; restoring epoch {bestEpoch}.");
+                        break;
+                    }
+                }
+                else
+                {
+                    bestEpoch = epoch;
+                }
+            }
+
+            if (best is not null && bestEpoch != history.Count)
+                RestoreSnapshot(model, best, device);
+            else if (best is null || validation is null)
+                bestEpoch = history.Count;
+        }
+        finally
+        {
+            if (best is not null)
+                foreach (var tensor in best.Values)
+                    tensor.Dispose();
+        }
+        model.eval();
+        return new TrainingHistory(history, bestEpoch, stoppedEarly, device.ToString());
+    }
+
+    /// <summary>Mean loss and metric (per row) of a data set, in evaluation mode and without gradients.</summary>
+    public static (double Loss, double? Metric) Evaluate(nn.Module<Tensor, Tensor> model, TensorDataset data,
+        ITrainingObjective objective, int batchSize, Device device)
+    {
+        model.eval();
+        using var noGrad = no_grad();
+        double lossSum = 0, metricSum = 0;
+        bool hasMetric = true;
+        for (long start = 0; start < data.Count; start += batchSize)
+        {
+            using var scope = NewDisposeScope();
+            long length = Math.Min(batchSize, data.Count - start);
+            var x = data.Inputs.narrow(0, start, length).to(device);
+            var y = data.Targets.narrow(0, start, length).to(device);
+            var output = model.call(x);
+            lossSum += objective.Loss(output, y).item<float>() * length;
+            double? metric = objective.MetricSum(output, y);
+            hasMetric &= metric.HasValue;
+            metricSum += metric ?? 0;
+        }
+        return (lossSum / data.Count, hasMetric ? metricSum / data.Count : null);
+    }
+
+    /// <summary>The learning rate of a 1-based epoch under the options' schedule.</summary>
+    public static double LearningRateAt(TrainingOptions options, int epoch) => options.Schedule switch
+    {
+        LearningRateSchedule.Constant => options.LearningRate,
+        LearningRateSchedule.Step => options.LearningRate * Math.Pow(options.StepGamma, (epoch - 1) / options.StepSize),
+        LearningRateSchedule.Cosine => options.LearningRate * 0.5 * (1 + Math.Cos(Math.PI * (epoch - 1) / options.Epochs)),
+        _ => throw new ArgumentOutOfRangeException(nameof(options), options.Schedule, "Unknown learning-rate schedule."),
+    };
+
+    private static optim.Optimizer CreateOptimizer(nn.Module model, TrainingOptions options) => options.Optimizer switch
+    {
+        OptimizerKind.Adam => optim.Adam(model.parameters(), options.LearningRate, weight_decay: options.WeightDecay),
+        OptimizerKind.AdamW => optim.AdamW(model.parameters(), options.LearningRate, weight_decay: options.WeightDecay),
+        OptimizerKind.Sgd => optim.SGD(model.parameters(), options.LearningRate, momentum: options.Momentum, weight_decay: options.WeightDecay),
+        _ => throw new ArgumentOutOfRangeException(nameof(options), options.Optimizer, "Unknown optimizer."),
+    };
+
+    private static void SetLearningRate(optim.Optimizer optimizer, double lr)
+    {
+        foreach (var group in optimizer.ParamGroups)
+            group.LearningRate = lr;
+    }
+
+    private static void ReplaceSnapshot(ref Dictionary<string, Tensor>? snapshot, nn.Module model)
+    {
+        if (snapshot is not null)
+            foreach (var tensor in snapshot.Values)
+                tensor.Dispose();
+        snapshot = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu().clone());
+    }
+
+    private static void RestoreSnapshot(nn.Module model, Dictionary<string, Tensor> snapshot, Device device)
+    {
+        using var noGrad = no_grad();
+        var current = model.state_dict();
+        foreach (var (name, saved) in snapshot)
+            current[name].copy_(saved.to(device));
+    }
+}
