@@ -159,7 +159,9 @@ public sealed class CnnClassifierTests
     }
 
     [TestMethod]
-    public void ImageColumnsAreAcceptedAndConvertedInsideTheModel()
+    [DataRow(1)]
+    [DataRow(3)]
+    public void ImageColumnsAreAcceptedAndConvertedInsideTheModel(int channels)
     {
         var ml = new MLContext(seed: 6);
         var folder = Directory.CreateTempSubdirectory("dv-images");
@@ -175,11 +177,13 @@ public sealed class CnnClassifierTests
             var pipeline = ml.Transforms.LoadImages("Image", folder.FullName, "ImagePath")
                 .Append(ml.Transforms.ResizeImages("Image", 28, 28))
                 .Append(ml.Transforms.Conversion.MapValueToKey("Label"))
-                .Append(ml.Transforms.DeepVariants.CnnClassifier(0, 0, featureColumnName: "Image", epochs: 3));
+                .Append(ml.Transforms.DeepVariants.CnnClassifier(0, 0, channels: channels, featureColumnName: "Image", epochs: 3));
             var model = pipeline.Fit(data);
             var metrics = ml.MulticlassClassification.Evaluate(model.Transform(data));
             Assert.IsGreaterThan(0.5, metrics.MicroAccuracy, "the CNN learns from pixels extracted from the image column");
-            Assert.IsNull(model.Transform(data).Schema.GetColumnOrNull("Image.Pixels"), "temporary columns are dropped");
+            var schema = model.Transform(data).Schema;
+            Assert.IsNull(schema.GetColumnOrNull("Image.Pixels"), "temporary columns are dropped");
+            Assert.IsNull(schema.GetColumnOrNull("Image.Grayscale"), "temporary columns are dropped");
         }
         finally
         {

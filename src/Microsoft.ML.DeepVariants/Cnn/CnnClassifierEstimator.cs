@@ -54,10 +54,7 @@ public sealed class CnnClassifierEstimator : IEstimator<TransformerChain<ITransf
         var scored = onnxTransformer.Transform(trained.PreparedTrain);
         var head = MLNetInternals.CreateSoftmaxHead(_context.Environment, scored.Schema, LogitsColumn, trained.LabelColumn,
             trained.Labels.ClassCount, trained.Labels.ClassNames, Options.ScoreColumnName, Options.PredictedLabelColumnName);
-        var temporary = new List<string> { LogitsColumn };
-        if (trained.Input.Preprocessing is not null)
-            temporary.AddRange(TemporaryColumns(trained.Input));
-        var drop = _context.Transforms.DropColumns(temporary.ToArray()).Fit(head.Transform(scored));
+        var drop = _context.Transforms.DropColumns([LogitsColumn, .. trained.Input.TemporaryColumns]).Fit(head.Transform(scored));
         var model = CnnTraining.Chain(trained.Preprocessing, onnxTransformer, head, drop);
         return new CnnFitResult(model, trained.History, onnx, network.ParameterCount);
     }
@@ -82,7 +79,4 @@ public sealed class CnnClassifierEstimator : IEstimator<TransformerChain<ITransf
             new SchemaShape(keyValues ? [MLNetInternals.SchemaColumn("KeyValues", SchemaShape.Column.VectorKind.Vector, TextDataViewType.Instance, false)] : []));
         return new SchemaShape(columns.Values);
     }
-
-    internal static IEnumerable<string> TemporaryColumns(CnnInput input) =>
-        [input.TensorColumn, input.TensorColumn.Replace(".Pixels", ".Grayscale", StringComparison.Ordinal)];
 }

@@ -39,10 +39,9 @@ public sealed class CnnFeaturizerEstimator : IEstimator<TransformerChain<ITransf
         using var network = trained.Network;
         byte[] onnx = network.ExportOnnx(trained.Input.TensorColumn, embeddingOutput: Options.OutputColumnName, logitsOutput: null);
         var onnxTransformer = CnnTraining.ApplyOnnx(_context, onnx, trained.Input.TensorColumn, Options.OutputColumnName, trained.PreparedTrain);
-        ITransformer? drop = trained.Input.Preprocessing is null
+        ITransformer? drop = trained.Input.TemporaryColumns.Count == 0
             ? null
-            : _context.Transforms.DropColumns(CnnClassifierEstimator.TemporaryColumns(trained.Input).ToArray())
-                .Fit(onnxTransformer.Transform(trained.PreparedTrain));
+            : _context.Transforms.DropColumns(trained.Input.TemporaryColumns.ToArray()).Fit(onnxTransformer.Transform(trained.PreparedTrain));
         var model = CnnTraining.Chain(trained.Preprocessing, onnxTransformer, drop);
         return new CnnFitResult(model, trained.History, onnx, network.ParameterCount);
     }

@@ -7,7 +7,8 @@ namespace Microsoft.ML.DeepVariants.Cnn;
 /// How a CNN reads its input column: a float vector already in CHW order, or an ML.NET image, which an
 /// ML.NET pixel-extraction step (kept in the fitted model) turns into such a vector scaled to [0, 1].
 /// </summary>
-internal sealed record CnnInput(int Channels, int Height, int Width, string TensorColumn, IEstimator<ITransformer>? Preprocessing)
+internal sealed record CnnInput(int Channels, int Height, int Width, string TensorColumn, IEstimator<ITransformer>? Preprocessing,
+    IReadOnlyList<string> TemporaryColumns)
 {
     public int Size => Channels * Height * Width;
 
@@ -50,7 +51,7 @@ internal sealed record CnnInput(int Channels, int Height, int Width, string Tens
         int size = o.Channels * o.ImageHeight * o.ImageWidth;
         if (vector.Size != size)
             throw DataViewReader.SchemaMismatch(column, $"Vector<Single, {size}> ({o.Channels}x{o.ImageHeight}x{o.ImageWidth})", vector);
-        return new CnnInput(o.Channels, o.ImageHeight, o.ImageWidth, column, null);
+        return new CnnInput(o.Channels, o.ImageHeight, o.ImageWidth, column, null, []);
     }
 
     private static CnnInput FromImage(ModelContext context, string column, ImageDataViewType image, CnnOptions o)
@@ -63,10 +64,12 @@ internal sealed record CnnInput(int Channels, int Height, int Width, string Tens
                 $"Image column '{column}' holds {image.Height}x{image.Width} images, but the options declare {o.ImageHeight}x{o.ImageWidth}.");
 
         string pixels = column + ".Pixels";
+        var temporary = new List<string> { pixels };
         IEstimator<ITransformer> extract;
         if (o.Channels == 1)
         {
             string gray = column + ".Grayscale";
+            temporary.Add(gray);
             extract = context.Transforms.ConvertToGrayscale(gray, column)
                 .Append(context.Transforms.ExtractPixels(pixels, gray, ImagePixelExtractingEstimator.ColorBits.Red,
                     interleavePixelColors: false, scaleImage: 1f / 255));
@@ -76,7 +79,7 @@ internal sealed record CnnInput(int Channels, int Height, int Width, string Tens
             extract = context.Transforms.ExtractPixels(pixels, column, ImagePixelExtractingEstimator.ColorBits.Rgb,
                 interleavePixelColors: false, scaleImage: 1f / 255);
         }
-        return new CnnInput(o.Channels, image.Height, image.Width, pixels, extract);
+        return new CnnInput(o.Channels, image.Height, image.Width, pixels, extract, temporary);
     }
 
     private static string ExpectedText(CnnOptions o) => o.ImageHeight > 0 && o.ImageWidth > 0
