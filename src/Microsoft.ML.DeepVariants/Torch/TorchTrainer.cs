@@ -30,19 +30,37 @@ internal sealed class TensorDataset : IDisposable
 /// <summary>What a model is trained to do: its loss, and an optional metric (higher is better) summed over a batch.</summary>
 internal interface ITrainingObjective
 {
-    /// <summary>Mean loss of a batch (a scalar tensor that autograd can differentiate).</summary>
+    /// <summary>Mean loss over the batch's counted rows (a scalar tensor that autograd can differentiate).</summary>
     Tensor Loss(Tensor output, Tensor target);
 
-    /// <summary>The metric summed over the batch's rows (for example the count of correct predictions), or null when there is none.</summary>
+    /// <summary>The metric summed over the batch's counted rows (for example the count of correct predictions), or null when there is none.</summary>
     double? MetricSum(Tensor output, Tensor target);
+
+    /// <summary>Rows of the batch that the loss and metric count (all of them, unless some targets are masked).</summary>
+    long CountedRows(Tensor target);
 }
 
-/// <summary>Cross-entropy on logits; the metric is accuracy.</summary>
+/// <summary>
+/// Cross-entropy on logits; the metric is accuracy. Targets of <see cref="Unlabelled"/> are masked out of the
+/// loss, the metric and the counts, which is how a graph model trains on some nodes while it sees them all.
+/// </summary>
 internal sealed class ClassificationObjective : ITrainingObjective
 {
-    public Tensor Loss(Tensor output, Tensor target) => nn.functional.cross_entropy(output, target);
+    /// <summary>The target value of a row that has no label.</summary>
+    public const long Unlabelled = -1;
+
+    public Tensor Loss(Tensor output, Tensor target) => nn.functional.cross_entropy(output, target, ignore_index: Unlabelled);
 
     public double? MetricSum(Tensor output, Tensor target) => output.argmax(1).eq(target).sum().item<long>();
+
+    public long CountedRows(Tensor target) => target.ne(Unlabelled).sum().item<long>();
+}
+
+/// <summary>A module whose weight decay applies to some of its parameters only (a GCN decays its first layer, as in Kipf and Welling 2017).</summary>
+internal interface ISelectiveWeightDecay
+{
+    /// <summary>The parameters that <see cref="TrainingOptions.WeightDecay"/> applies to; the others are not decayed.</summary>
+    IEnumerable<Parameter> DecayedParameters { get; }
 }
 
 /// <summary>
@@ -53,8 +71,9 @@ internal sealed class ClassificationObjective : ITrainingObjective
 /// </summary>
 internal static class TorchTrainer
 {
+    /// <param name="shuffle">Draw each epoch's batches in a random order; false keeps the rows in order (a graph trains on all its nodes at once).</param>
     public static TrainingHistory Train(nn.Module<Tensor, Tensor> model, TensorDataset train, TensorDataset? validation,
-        ITrainingObjective objective, TrainingOptions options, Device device, int seed, Action<string>? log)
+        ITrainingObjective objective, TrainingOptions options, Device device, int seed, Action<string>? log, bool shuffle = true)
     {
         options.Validate();
         if (train.Count == 0)
@@ -80,7 +99,7 @@ internal static class TorchTrainer
                 model.train();
                 double lossSum = 0;
                 long rowsSeen = 0;
-                using var order = randperm(train.Count, generator: shuffler);
+                using var order = shuffle ? randperm(train.Count, generator: shuffler) : arange(train.Count);
 
                 for (int b = 0; b < batches; b++)
                 {
@@ -102,8 +121,9 @@ internal static class TorchTrainer
                     loss.backward();
                     optimizer.step();
 
-                    lossSum += value * length;
-                    rowsSeen += length;
+                    long counted = objective.CountedRows(y);
+                    lossSum += value * counted;
+                    rowsSeen += counted;
                     options.Progress?.Report(new TrainingProgress(epoch, options.Epochs, b + 1, batches,
                         lossSum / rowsSeen, null, null, lr, clock.Elapsed, IsEpochEnd: false));
                 }
@@ -122,7 +142,9 @@ internal static class TorchTrainer
 
                 if (validation is not null)
                 {
-                    double score = validationMetric ?? -validationLoss!.Value;
+                    double score = options.EarlyStoppingCriterion == EarlyStoppingCriterion.ValidationLoss || validationMetric is null
+                        ? -validationLoss!.Value
+                        : validationMetric.Value;
                     if (score > bestScore)
                     {
                         bestScore = score;
@@ -166,6 +188,7 @@ internal static class TorchTrainer
         model.eval();
         using var noGrad = no_grad();
         double lossSum = 0, metricSum = 0;
+        long counted = 0;
         bool hasMetric = true;
         for (long start = 0; start < data.Count; start += batchSize)
         {
@@ -173,13 +196,19 @@ internal static class TorchTrainer
             long length = Math.Min(batchSize, data.Count - start);
             var x = data.Inputs.narrow(0, start, length).to(device);
             var y = data.Targets.narrow(0, start, length).to(device);
+            long rows = objective.CountedRows(y);
+            if (rows == 0)
+                continue;
             var output = model.call(x);
-            lossSum += objective.Loss(output, y).item<float>() * length;
+            lossSum += objective.Loss(output, y).item<float>() * rows;
             double? metric = objective.MetricSum(output, y);
             hasMetric &= metric.HasValue;
             metricSum += metric ?? 0;
+            counted += rows;
         }
-        return (lossSum / data.Count, hasMetric ? metricSum / data.Count : null);
+        if (counted == 0)
+            throw new ArgumentException("The validation data has no labelled rows.", nameof(data));
+        return (lossSum / counted, hasMetric ? metricSum / counted : null);
     }
 
     /// <summary>The learning rate of a 1-based epoch under the options' schedule.</summary>
@@ -191,13 +220,29 @@ internal static class TorchTrainer
         _ => throw new ArgumentOutOfRangeException(nameof(options), options.Schedule, "Unknown learning-rate schedule."),
     };
 
-    private static optim.Optimizer CreateOptimizer(nn.Module model, TrainingOptions options) => options.Optimizer switch
+    private static optim.Optimizer CreateOptimizer(nn.Module model, TrainingOptions options)
     {
-        OptimizerKind.Adam => optim.Adam(model.parameters(), options.LearningRate, weight_decay: options.WeightDecay),
-        OptimizerKind.AdamW => optim.AdamW(model.parameters(), options.LearningRate, weight_decay: options.WeightDecay),
-        OptimizerKind.Sgd => optim.SGD(model.parameters(), options.LearningRate, momentum: options.Momentum, weight_decay: options.WeightDecay),
-        _ => throw new ArgumentOutOfRangeException(nameof(options), options.Optimizer, "Unknown optimizer."),
-    };
+        // Two parameter groups: those weight decay applies to, and the rest (empty unless the module says otherwise).
+        var decayed = (model as ISelectiveWeightDecay)?.DecayedParameters.ToList() ?? model.parameters().ToList();
+        var rest = model.parameters().Where(p => !decayed.Any(d => ReferenceEquals(d, p))).ToList();
+        double lr = options.LearningRate, decay = options.WeightDecay;
+        return options.Optimizer switch
+        {
+            OptimizerKind.Adam => optim.Adam(Groups(decayed, rest, d => new Adam.ParamGroup(d.Parameters, lr, 0.9, 0.999, 1e-8, d.Decay, false, false), decay), lr),
+            OptimizerKind.AdamW => optim.AdamW(Groups(decayed, rest, d => new AdamW.ParamGroup(d.Parameters, lr, 0.9, 0.999, 1e-8, d.Decay, false, false), decay), lr),
+            OptimizerKind.Sgd => optim.SGD(Groups(decayed, rest, d => new SGD.ParamGroup(d.Parameters, lr, options.Momentum, 0, d.Decay, false, false), decay), lr),
+            _ => throw new ArgumentOutOfRangeException(nameof(options), options.Optimizer, "Unknown optimizer."),
+        };
+    }
+
+    private static IEnumerable<TGroup> Groups<TGroup>(List<Parameter> decayed, List<Parameter> rest,
+        Func<(IEnumerable<Parameter> Parameters, double Decay), TGroup> create, double decay)
+    {
+        if (decayed.Count > 0)
+            yield return create((decayed, decay));
+        if (rest.Count > 0)
+            yield return create((rest, 0));
+    }
 
     private static void SetLearningRate(optim.Optimizer optimizer, double lr)
     {

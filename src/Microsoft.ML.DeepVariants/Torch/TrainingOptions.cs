@@ -22,6 +22,15 @@ public enum LearningRateSchedule
     Cosine,
 }
 
+/// <summary>What early stopping watches on the validation data.</summary>
+public enum EarlyStoppingCriterion
+{
+    /// <summary>The metric (accuracy for classifiers), higher is better; the loss when a model has no metric.</summary>
+    ValidationMetric,
+    /// <summary>The loss, lower is better.</summary>
+    ValidationLoss,
+}
+
 /// <summary>
 /// Training settings shared by every DeepVariants model. Defaults suit small image classifiers.
 /// </summary>
@@ -65,6 +74,9 @@ public class TrainingOptions
     /// weights. Needs validation data; 0 turns early stopping off. Default 0.
     /// </summary>
     public int EarlyStoppingPatience { get; set; }
+
+    /// <summary>What early stopping and the choice of the best epoch watch. Default <see cref="EarlyStoppingCriterion.ValidationMetric"/>.</summary>
+    public EarlyStoppingCriterion EarlyStoppingCriterion { get; set; } = EarlyStoppingCriterion.ValidationMetric;
 
     /// <summary>Seed for weight initialisation, shuffling and dropout; the MLContext seed when null.</summary>
     public int? Seed { get; set; }
