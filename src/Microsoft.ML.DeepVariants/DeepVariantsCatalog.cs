@@ -1,4 +1,5 @@
 using Microsoft.ML.DeepVariants.Cnn;
+using Microsoft.ML.DeepVariants.Graphs;
 
 namespace Microsoft.ML.DeepVariants;
 
@@ -92,6 +93,20 @@ public sealed class DeepVariantsCatalog
 
     /// <summary>Trains a CNN featurizer with every setting in <paramref name="options"/>.</summary>
     public CnnFeaturizerEstimator CnnFeaturizer(CnnFeaturizerOptions options) => new(_context, options);
+
+    /// <summary>
+    /// A graph convolutional network node classifier (Kipf and Welling 2017) over the graph whose edges are
+    /// <paramref name="edges"/>; fit it on the nodes. Defaults reproduce the paper's Cora setting.
+    /// </summary>
+    /// <param name="edges">Edges: source and target node ids, optionally a weight. Undirected; self-loops dropped, duplicates merged.</param>
+    /// <param name="options">Columns, layers and training settings; Kipf and Welling's when null.</param>
+    /// <example>
+    /// <code>
+    /// var (nodes, edges) = Cora.Load(mlContext, "data/cora");
+    /// var model = mlContext.Transforms.DeepVariants.GcnNodeClassifier(edges, new GcnOptions { RowNormalizeFeatures = true }).Fit(nodes);
+    /// </code>
+    /// </example>
+    public GcnNodeClassifierEstimator GcnNodeClassifier(IDataView edges, GcnOptions? options = null) => new(_context, edges, options ?? new GcnOptions());
 
     internal static CnnClassifierOptions ClassifierOptions(int imageHeight, int imageWidth, int channels, string labelColumnName,
         string featureColumnName, CnnArchitecture architecture, int epochs, int batchSize, float learningRate) => new()

@@ -23,24 +23,34 @@ public sealed class OnnxGraphBuilder
         _graph = new GraphProto { Name = graphName };
     }
 
-    /// <summary>Declares a float input of shape <paramref name="dims"/>, after a free batch dimension when <paramref name="batched"/>.</summary>
-    public string AddInput(string name, bool batched, params long[] dims)
+    /// <summary>Declares an input of any element type; each dimension is a size (long) or a symbolic name (string).</summary>
+    public string AddInput(string name, TensorProto.Types.DataType elementType, params object[] dims)
     {
         Reserve(name);
-        _graph.Input.Add(ValueInfo(name, batched, dims));
+        _graph.Input.Add(ValueInfo(name, elementType, dims));
         return name;
     }
 
-    /// <summary>Declares <paramref name="value"/> a graph output called <paramref name="name"/> of shape <paramref name="dims"/>, after a free batch dimension when <paramref name="batched"/>.</summary>
-    public void AddOutput(string value, string name, bool batched, params long[] dims)
+    /// <summary>Declares <paramref name="value"/> an output called <paramref name="name"/>; each dimension is a size (long) or a symbolic name (string).</summary>
+    public void AddOutput(string value, string name, TensorProto.Types.DataType elementType, params object[] dims)
     {
         if (value != name)
         {
             Reserve(name);
             _graph.Node.Add(new NodeProto { OpType = "Identity", Name = name, Input = { value }, Output = { name } });
         }
-        _graph.Output.Add(ValueInfo(name, batched, dims));
+        _graph.Output.Add(ValueInfo(name, elementType, dims));
     }
+
+    /// <summary>Declares a float input of shape <paramref name="dims"/>, after a free batch dimension when <paramref name="batched"/>.</summary>
+    public string AddInput(string name, bool batched, params long[] dims)
+    {
+        return AddInput(name, TensorProto.Types.DataType.Float, Dims(batched, dims));
+    }
+
+    /// <summary>Declares <paramref name="value"/> a graph output called <paramref name="name"/> of shape <paramref name="dims"/>, after a free batch dimension when <paramref name="batched"/>.</summary>
+    public void AddOutput(string value, string name, bool batched, params long[] dims) =>
+        AddOutput(value, name, TensorProto.Types.DataType.Float, Dims(batched, dims));
 
     /// <summary>Adds a float initializer holding a copy of <paramref name="tensor"/>.</summary>
     public string AddInitializer(string hint, Tensor tensor)
@@ -88,6 +98,10 @@ public sealed class OnnxGraphBuilder
     public static AttributeProto Float(string name, float value) =>
         new() { Name = name, Type = AttributeProto.Types.AttributeType.Float, F = value };
 
+    /// <summary>A string attribute.</summary>
+    public static AttributeProto String(string name, string value) =>
+        new() { Name = name, Type = AttributeProto.Types.AttributeType.String, S = ByteString.CopyFromUtf8(value) };
+
     /// <summary>A list-of-integers attribute.</summary>
     public static AttributeProto Ints(string name, IEnumerable<long> values)
     {
@@ -96,8 +110,8 @@ public sealed class OnnxGraphBuilder
         return attribute;
     }
 
-    /// <summary>The finished model, serialized.</summary>
-    public byte[] ToBytes()
+    /// <summary>The finished model, serialized, with <paramref name="metadata"/> as its metadata properties.</summary>
+    public byte[] ToBytes(IReadOnlyDictionary<string, string>? metadata = null)
     {
         var model = new ModelProto
         {
@@ -107,20 +121,25 @@ public sealed class OnnxGraphBuilder
             Graph = _graph,
         };
         model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = OpsetVersion });
+        foreach (var (key, value) in metadata ?? new Dictionary<string, string>())
+            model.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
         return model.ToByteArray();
     }
 
-    private static ValueInfoProto ValueInfo(string name, bool batched, long[] dims)
+    private static object[] Dims(bool batched, long[] dims) =>
+        batched ? ["batch", .. dims.Cast<object>()] : dims.Cast<object>().ToArray();
+
+    private static ValueInfoProto ValueInfo(string name, TensorProto.Types.DataType elementType, object[] dims)
     {
         var shape = new TensorShapeProto();
-        if (batched)
-            shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimParam = "batch" });
-        foreach (long d in dims)
-            shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimValue = d });
+        foreach (object d in dims)
+            shape.Dim.Add(d is string symbol
+                ? new TensorShapeProto.Types.Dimension { DimParam = symbol }
+                : new TensorShapeProto.Types.Dimension { DimValue = Convert.ToInt64(d, System.Globalization.CultureInfo.InvariantCulture) });
         return new ValueInfoProto
         {
             Name = name,
-            Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float, Shape = shape } },
+            Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)elementType, Shape = shape } },
         };
     }
 

@@ -90,6 +90,14 @@ public class TrainingOptions
     /// <summary>Cancels training between batches (the fit then throws <see cref="OperationCanceledException"/>).</summary>
     public CancellationToken CancellationToken { get; set; }
 
+    /// <summary>A copy that trains in batches of <paramref name="batchSize"/> rows (a graph trains on all its nodes at once).</summary>
+    internal TrainingOptions WithBatchSize(int batchSize)
+    {
+        var copy = (TrainingOptions)MemberwiseClone();
+        copy.BatchSize = batchSize;
+        return copy;
+    }
+
     /// <summary>Throws, naming the option, when a setting cannot work.</summary>
     public virtual void Validate()
     {
