@@ -23,10 +23,11 @@ var epochs = new Option<int>("--epochs") { Description = "Epochs for each traine
 var rows = new Option<int?>("--train-rows") { Description = "Training rows (all 60,000 when left out)." };
 var allocator = new Option<string?>("--measure") { Description = "Internal: measure one allocator setting (default|keep) and print JSON.", Hidden = true };
 var report = new Option<string>("--report") { Description = "Markdown report path.", DefaultValueFactory = _ => "docs/benchmarks/cnn-foundation.md" };
-var root = new RootCommand("DeepVariants.ML CNN benchmarks") { epochs, rows, allocator, report };
+var root = new RootCommand("DeepVariants.ML benchmarks: the CNN foundation by default, 'graphs' for the GCN.") { epochs, rows, allocator, report };
 root.SetAction(r => r.GetValue(allocator) is { } setting
     ? Measure(setting, r.GetValue(epochs), r.GetValue(rows))
     : Orchestrate(r.GetValue(epochs), r.GetValue(rows), r.GetValue(report)!));
+root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.GraphBenchmark.Command());
 return root.Parse(args).Invoke();
 
 static int Orchestrate(int epochs, int? rows, string reportPath)
