@@ -61,7 +61,7 @@ internal static class GraphBenchmark
         }).Train(sbmNodeView);
         double sbmTotal = sbmClock.Elapsed.TotalSeconds;
         var epochTimes = sbm.History.Epochs.Select((e, i) => e.Elapsed.TotalSeconds - (i == 0 ? 0 : sbm.History.Epochs[i - 1].Elapsed.TotalSeconds)).ToArray();
-        double peak = PeakMegabytes();
+        double peak = ProcessMemory.PeakMegabytes();
 
         var lines = new List<string>
         {
@@ -129,13 +129,6 @@ internal static class GraphBenchmark
 
     private static double Gaussian(Random random) =>
         Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble());
-
-    private static double PeakMegabytes()
-    {
-        string? line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("VmHWM:", StringComparison.Ordinal));
-        return line is null ? Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0
-            : double.Parse(line.Split(':')[1].Trim().Split(' ')[0], CultureInfo.InvariantCulture) / 1024;
-    }
 
     private sealed class SbmNode
     {

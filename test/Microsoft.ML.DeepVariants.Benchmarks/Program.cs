@@ -149,17 +149,9 @@ static int Measure(string setting, int epochs, int? rows)
         }
     double torchRate = testRows.Count / clock.Elapsed.TotalSeconds;
 
-    var result = new Result(setting, trainRows.Count, pipelineSeconds / epochs, plainSeconds / epochs, transformRate, torchRate, accuracy, PeakMegabytes());
+    var result = new Result(setting, trainRows.Count, pipelineSeconds / epochs, plainSeconds / epochs, transformRate, torchRate, accuracy, Microsoft.ML.DeepVariants.Benchmarks.ProcessMemory.PeakMegabytes());
     Console.WriteLine(JsonSerializer.Serialize(result));
     return 0;
-}
-
-static double PeakMegabytes()
-{
-    string? line = File.Exists("/proc/self/status") ? File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("VmHWM:")) : null;
-    return line is null
-        ? Process.GetCurrentProcess().PeakWorkingSet64 / 1048576.0
-        : double.Parse(line.Split(':')[1].Trim().Split(' ')[0], CultureInfo.InvariantCulture) / 1024;
 }
 
 static string F(double value, string format = "F2") => value.ToString(format, CultureInfo.InvariantCulture);
