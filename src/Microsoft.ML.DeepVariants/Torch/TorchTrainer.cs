@@ -71,7 +71,7 @@ internal interface ISelectiveWeightDecay
 /// </summary>
 internal static class TorchTrainer
 {
-    /// <param name="shuffle">Draw each epoch's batches in a random order; false keeps the rows in order (a graph trains on all its nodes at once).</param>
+    // shuffle: draw each epoch's batches in a random order; false keeps the rows in order (a graph trains on all its nodes at once).
     public static TrainingHistory Train(nn.Module<Tensor, Tensor> model, TensorDataset train, TensorDataset? validation,
         ITrainingObjective objective, TrainingOptions options, Device device, int seed, Action<string>? log, bool shuffle = true)
     {
