@@ -1,3 +1,4 @@
+using Microsoft.ML.DeepVariants.Autoencoders;
 using Microsoft.ML.DeepVariants.Cnn;
 using Microsoft.ML.DeepVariants.Graphs;
 
@@ -93,6 +94,21 @@ public sealed class DeepVariantsCatalog
 
     /// <summary>Trains a CNN featurizer with every setting in <paramref name="options"/>.</summary>
     public CnnFeaturizerEstimator CnnFeaturizer(CnnFeaturizerOptions options) => new(_context, options);
+
+    /// <summary>
+    /// A denoising autoencoder: outputs the denoised vector, the code and <c>Score</c>, the reconstruction error
+    /// (an anomaly score). Corruption (Gaussian, salt and pepper, masking) applies during training only.
+    /// </summary>
+    /// <example>
+    /// <code>
+    /// var model = mlContext.Transforms.DeepVariants.DenoisingAutoencoder(new DenoisingAutoencoderOptions
+    /// {
+    ///     Kind = AutoencoderKind.Convolutional, ImageHeight = 28, ImageWidth = 28,
+    ///     NoiseStandardDeviation = 0.4f, InputMinimum = 0, InputMaximum = 1,
+    /// }).Fit(train);
+    /// </code>
+    /// </example>
+    public DenoisingAutoencoderEstimator DenoisingAutoencoder(DenoisingAutoencoderOptions options) => new(_context, options);
 
     /// <summary>
     /// A graph convolutional network node classifier (Kipf and Welling 2017) over the graph whose edges are

@@ -78,6 +78,24 @@ internal static class MLNetInternals
             [environment, model, trainSchema, logitsColumn, labelColumn, scoreColumn, predictedLabelColumn]);
     }
 
+    /// <summary>
+    /// ML.NET's regression tail over a one-value vector column: Score = that value, as a scalar. ML.NET's ONNX
+    /// transformer can only output vectors, and its anomaly detectors emit a scalar Score, so this turns a
+    /// reconstruction error into one. It saves and loads with plain ML.NET.
+    /// </summary>
+    public static ITransformer CreateScalarScoreHead(IHostEnvironment environment, DataViewSchema trainSchema, string oneValueColumn)
+    {
+        var modelConstructor = typeof(LinearRegressionModelParameters).GetConstructors(Instance)
+            .SingleOrDefault(c => c.GetParameters().Select(p => p.ParameterType).SequenceEqual(
+                [typeof(IHostEnvironment), typeof(VBuffer<float>).MakeByRefType(), typeof(float)]))
+            ?? throw Changed("LinearRegressionModelParameters(env, in weights, bias) is gone");
+        var model = (LinearRegressionModelParameters)modelConstructor.Invoke([environment, new VBuffer<float>(1, [1f]), 0f]);
+        var transformerConstructor = typeof(RegressionPredictionTransformer<LinearRegressionModelParameters>).GetConstructors(Instance)
+            .SingleOrDefault(c => c.GetParameters().Length == 4 && c.GetParameters()[2].ParameterType == typeof(DataViewSchema))
+            ?? throw Changed("RegressionPredictionTransformer(env, model, schema, feature) is gone");
+        return (ITransformer)transformerConstructor.Invoke([environment, model, trainSchema, oneValueColumn]);
+    }
+
     /// <summary>A schema-shape column (its constructor is internal to ML.NET), for GetOutputSchema.</summary>
     public static SchemaShape.Column SchemaColumn(string name, SchemaShape.Column.VectorKind kind, DataViewType itemType,
         bool isKey, SchemaShape? annotations = null)

@@ -1,4 +1,5 @@
 using Microsoft.ML.Data;
+using Microsoft.ML.DeepVariants.Onnx;
 
 namespace Microsoft.ML.DeepVariants.Cnn;
 
@@ -50,12 +51,12 @@ public sealed class CnnClassifierEstimator : IEstimator<TransformerChain<ITransf
         var trained = CnnTraining.Train(_context, Options, trainData, validationData);
         using var network = trained.Network;
         byte[] onnx = network.ExportOnnx(trained.Input.TensorColumn, embeddingOutput: null, logitsOutput: LogitsColumn);
-        var onnxTransformer = CnnTraining.ApplyOnnx(_context, onnx, trained.Input.TensorColumn, LogitsColumn, trained.PreparedTrain);
+        var onnxTransformer = OnnxServing.Apply(_context, onnx, [trained.Input.TensorColumn], [LogitsColumn], trained.PreparedTrain);
         var scored = onnxTransformer.Transform(trained.PreparedTrain);
         var head = MLNetInternals.CreateSoftmaxHead(_context.Environment, scored.Schema, LogitsColumn, trained.LabelColumn,
             trained.Labels.ClassCount, trained.Labels.ClassNames, Options.ScoreColumnName, Options.PredictedLabelColumnName);
         var drop = _context.Transforms.DropColumns([LogitsColumn, .. trained.Input.TemporaryColumns]).Fit(head.Transform(scored));
-        var model = CnnTraining.Chain(trained.Preprocessing, onnxTransformer, head, drop);
+        var model = OnnxServing.Chain(trained.Preprocessing, onnxTransformer, head, drop);
         return new CnnFitResult(model, trained.History, onnx, network.ParameterCount);
     }
 

@@ -1,4 +1,5 @@
 using Microsoft.ML.Data;
+using Microsoft.ML.DeepVariants.Onnx;
 
 namespace Microsoft.ML.DeepVariants.Cnn;
 
@@ -38,11 +39,11 @@ public sealed class CnnFeaturizerEstimator : IEstimator<TransformerChain<ITransf
         var trained = CnnTraining.Train(_context, Options, trainData, validationData);
         using var network = trained.Network;
         byte[] onnx = network.ExportOnnx(trained.Input.TensorColumn, embeddingOutput: Options.OutputColumnName, logitsOutput: null);
-        var onnxTransformer = CnnTraining.ApplyOnnx(_context, onnx, trained.Input.TensorColumn, Options.OutputColumnName, trained.PreparedTrain);
+        var onnxTransformer = OnnxServing.Apply(_context, onnx, [trained.Input.TensorColumn], [Options.OutputColumnName], trained.PreparedTrain);
         ITransformer? drop = trained.Input.TemporaryColumns.Count == 0
             ? null
             : _context.Transforms.DropColumns(trained.Input.TemporaryColumns.ToArray()).Fit(onnxTransformer.Transform(trained.PreparedTrain));
-        var model = CnnTraining.Chain(trained.Preprocessing, onnxTransformer, drop);
+        var model = OnnxServing.Chain(trained.Preprocessing, onnxTransformer, drop);
         return new CnnFitResult(model, trained.History, onnx, network.ParameterCount);
     }
 

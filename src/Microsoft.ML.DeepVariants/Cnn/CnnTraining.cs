@@ -58,18 +58,6 @@ internal static class CnnTraining
         }
     }
 
-    /// <summary>Serves an exported graph through ML.NET's ONNX transformer.</summary>
-    public static ITransformer ApplyOnnx(ModelContext context, byte[] onnx, string input, string output, IDataView schemaSource)
-    {
-        using var stream = new MemoryStream(onnx, writable: false);
-        return context.Transforms.ApplyOnnxModel([output], [input], stream, shapeDictionary: null,
-            gpuDeviceId: null, fallbackToCpu: false, recursionLimit: 100).Fit(schemaSource);
-    }
-
-    /// <summary>The chain of fitted parts, without empty entries.</summary>
-    public static TransformerChain<ITransformer> Chain(params ITransformer?[] parts) =>
-        new(parts.Where(p => p is not null).Cast<ITransformer>().ToArray());
-
     // A key label is used as it is; any other type is mapped to a key on the training data, so the
     // predicted label's key values are the original label values.
     private static (string, IDataView, IDataView?) KeyLabels(ModelContext context, string label, IDataView train, IDataView? validation)

@@ -16,8 +16,9 @@ public interface IOnnxExportable
 }
 
 /// <summary>
-/// Exports the TorchSharp modules this project builds to ONNX nodes: Sequential, Conv2d, BatchNorm2d,
-/// ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Dropout, Flatten, Linear, Softmax, Identity, and any
+/// Exports the TorchSharp modules this project builds to ONNX nodes: Sequential, Conv2d, ConvTranspose2d,
+/// BatchNorm2d, ReLU, Sigmoid, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Dropout, Flatten, Unflatten (batch
+/// first), Linear, Softmax, Identity, and any
 /// <see cref="IOnnxExportable"/>. The module is traced with an example input in evaluation mode, so
 /// batch normalisation uses its running statistics and dropout is the identity.
 /// </summary>
@@ -86,8 +87,25 @@ public static class OnnxModuleExporter
                          b.AddInitializer("bn_mean", norm.running_mean), b.AddInitializer("bn_var", norm.running_var)],
                         OnnxGraphBuilder.Float("epsilon", (float)norm.eps));
                 }
+            case ConvTranspose2d deconv:
+                if (deconv.padding_mode != PaddingModes.Zeros || deconv.groups != 1)
+                    throw Unsupported(module, "only zero padding and one group are exported for ConvTranspose2d");
+                var deconvInputs = new List<string> { x, b.AddInitializer("deconv_weight", deconv.weight!) };
+                if (deconv.bias is not null)
+                    deconvInputs.Add(b.AddInitializer("deconv_bias", deconv.bias));
+                return b.AddNode("ConvTranspose", deconvInputs,
+                    OnnxGraphBuilder.Ints("kernel_shape", deconv.kernel_size),
+                    OnnxGraphBuilder.Ints("strides", deconv.stride),
+                    OnnxGraphBuilder.Ints("pads", Pads(deconv.padding ?? [0, 0])),
+                    OnnxGraphBuilder.Ints("dilations", deconv.dilation),
+                    OnnxGraphBuilder.Ints("output_padding", deconv.output_padding ?? [0, 0]));
+            case Unflatten unflatten:
+                using (var result = unflatten.call(example))
+                    return b.AddNode("Reshape", [x, b.AddInitializer("unflatten_shape", [-1L, .. result.shape.Skip(1)])]);
             case ReLU:
                 return b.AddNode("Relu", [x]);
+            case Sigmoid:
+                return b.AddNode("Sigmoid", [x]);
             case MaxPool2d pool:
                 return b.AddNode("MaxPool", [x],
                     OnnxGraphBuilder.Ints("kernel_shape", pool.kernel_size),

@@ -56,6 +56,16 @@ internal sealed class ClassificationObjective : ITrainingObjective
     public long CountedRows(Tensor target) => target.ne(Unlabelled).sum().item<long>();
 }
 
+/// <summary>Mean squared error between the output and the target (a reconstruction); no metric.</summary>
+internal sealed class ReconstructionObjective : ITrainingObjective
+{
+    public Tensor Loss(Tensor output, Tensor target) => nn.functional.mse_loss(output, target);
+
+    public double? MetricSum(Tensor output, Tensor target) => null;
+
+    public long CountedRows(Tensor target) => target.shape[0];
+}
+
 /// <summary>A module whose weight decay applies to some of its parameters only (a GCN decays its first layer, as in Kipf and Welling 2017).</summary>
 internal interface ISelectiveWeightDecay
 {
@@ -72,8 +82,10 @@ internal interface ISelectiveWeightDecay
 internal static class TorchTrainer
 {
     // shuffle: draw each epoch's batches in a random order; false keeps the rows in order (a graph trains on all its nodes at once).
+    // corrupt: applied to each training batch's inputs only (noise for a denoiser, augmentation for a classifier), never to validation.
     public static TrainingHistory Train(nn.Module<Tensor, Tensor> model, TensorDataset train, TensorDataset? validation,
-        ITrainingObjective objective, TrainingOptions options, Device device, int seed, Action<string>? log, bool shuffle = true)
+        ITrainingObjective objective, TrainingOptions options, Device device, int seed, Action<string>? log, bool shuffle = true,
+        Func<Tensor, Tensor>? corrupt = null)
     {
         options.Validate();
         if (train.Count == 0)
@@ -110,6 +122,8 @@ internal static class TorchTrainer
                     var index = order.narrow(0, start, length);
                     var x = train.Inputs.index_select(0, index).to(device);
                     var y = train.Targets.index_select(0, index).to(device);
+                    if (corrupt is not null)
+                        x = corrupt(x);
 
                     optimizer.zero_grad();
                     var loss = objective.Loss(model.call(x), y);
