@@ -28,6 +28,7 @@ root.SetAction(r => r.GetValue(allocator) is { } setting
     ? Measure(setting, r.GetValue(epochs), r.GetValue(rows))
     : Orchestrate(r.GetValue(epochs), r.GetValue(rows), r.GetValue(report)!));
 root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.GraphBenchmark.Command());
+root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.DenoisingBenchmark.Command());
 return root.Parse(args).Invoke();
 
 static int Orchestrate(int epochs, int? rows, string reportPath)
