@@ -11,7 +11,7 @@ using Microsoft.ML.DeepVariants.Datasets;
 using Spectre.Console;
 
 var epochs = new Option<int>("--epochs") { Description = "Passes over the 60,000 training images.", DefaultValueFactory = _ => 5 };
-var architecture = new Option<CnnArchitecture>("--architecture") { Description = "LeNet or ResNet.", DefaultValueFactory = _ => CnnArchitecture.LeNet };
+var architecture = new Option<CnnFamily>("--architecture") { Description = "LeNet, Vgg, ResNet, Inception or DenseNet.", DefaultValueFactory = _ => CnnFamily.LeNet };
 var data = new Option<string>("--data") { Description = "Folder with the Fashion-MNIST IDX files.", DefaultValueFactory = _ => FashionMnist.DefaultDirectory };
 var output = new Option<string>("--model") { Description = "Where to save the ML.NET model zip.", DefaultValueFactory = _ => "fashion-cnn.zip" };
 var seed = new Option<int>("--seed") { Description = "MLContext seed.", DefaultValueFactory = _ => 1 };
@@ -19,7 +19,7 @@ var root = new RootCommand("Train a CNN on Fashion-MNIST with DeepVariants.ML an
 root.SetAction(result => Run(result.GetValue(epochs), result.GetValue(architecture), result.GetValue(data)!, result.GetValue(output)!, result.GetValue(seed)));
 return root.Parse(args).Invoke();
 
-static int Run(int epochs, CnnArchitecture architecture, string dataFolder, string modelPath, int seed)
+static int Run(int epochs, CnnFamily architecture, string dataFolder, string modelPath, int seed)
 {
     NativeAllocator.KeepFreedMemory();
     var clock = Stopwatch.StartNew();
@@ -29,7 +29,7 @@ static int Run(int epochs, CnnArchitecture architecture, string dataFolder, stri
 
     var options = new CnnClassifierOptions
     {
-        ImageHeight = FashionMnist.Height, ImageWidth = FashionMnist.Width, Architecture = architecture,
+        ImageHeight = FashionMnist.Height, ImageWidth = FashionMnist.Width, Architecture = new CnnArchitecture { Family = architecture },
         Epochs = epochs, BatchSize = 128, LearningRate = 2e-3f, Schedule = LearningRateSchedule.Cosine,
     };
     // Keys in the data set's class order, so the confusion table's rows and columns follow ClassNames.

@@ -31,9 +31,9 @@ public static class DeepVariantsCatalogExtensions
         /// <summary>A CNN image classifier as a multiclass trainer, with the common settings.</summary>
         public CnnClassifierEstimator Cnn(int imageHeight, int imageWidth, int channels = 1,
             string labelColumnName = "Label", string featureColumnName = "Features",
-            CnnArchitecture architecture = CnnArchitecture.LeNet, int epochs = 5, int batchSize = 128, float learningRate = 1e-3f) =>
+            CnnFamily family = CnnFamily.LeNet, int epochs = 5, int batchSize = 128, float learningRate = 1e-3f) =>
             trainers.Cnn(DeepVariantsCatalog.ClassifierOptions(imageHeight, imageWidth, channels, labelColumnName, featureColumnName,
-                architecture, epochs, batchSize, learningRate));
+                family, epochs, batchSize, learningRate));
     }
 }
 
@@ -50,7 +50,7 @@ public sealed class DeepVariantsCatalog
     /// <param name="channels">1 for grayscale, 3 for RGB.</param>
     /// <param name="labelColumnName">The label: a key, or a value MapValueToKey accepts.</param>
     /// <param name="featureColumnName">An image column, or a float vector of channels x height x width values (CHW).</param>
-    /// <param name="architecture">The network family.</param>
+    /// <param name="family">The network family, with its default knobs.</param>
     /// <param name="epochs">Passes over the training data.</param>
     /// <param name="batchSize">Rows per mini-batch.</param>
     /// <param name="learningRate">Adam's learning rate.</param>
@@ -63,8 +63,8 @@ public sealed class DeepVariantsCatalog
     /// </example>
     public CnnClassifierEstimator CnnClassifier(int imageHeight, int imageWidth, int channels = 1,
         string labelColumnName = "Label", string featureColumnName = "Features",
-        CnnArchitecture architecture = CnnArchitecture.LeNet, int epochs = 5, int batchSize = 128, float learningRate = 1e-3f) =>
-        CnnClassifier(ClassifierOptions(imageHeight, imageWidth, channels, labelColumnName, featureColumnName, architecture, epochs, batchSize, learningRate));
+        CnnFamily family = CnnFamily.LeNet, int epochs = 5, int batchSize = 128, float learningRate = 1e-3f) =>
+        CnnClassifier(ClassifierOptions(imageHeight, imageWidth, channels, labelColumnName, featureColumnName, family, epochs, batchSize, learningRate));
 
     /// <summary>Trains a CNN image classifier with every setting in <paramref name="options"/>.</summary>
     public CnnClassifierEstimator CnnClassifier(CnnClassifierOptions options) => new(_context, options);
@@ -76,7 +76,7 @@ public sealed class DeepVariantsCatalog
     /// <param name="channels">1 for grayscale, 3 for RGB.</param>
     /// <param name="labelColumnName">The label the CNN learns from.</param>
     /// <param name="featureColumnName">An image column, or a float vector of channels x height x width values (CHW).</param>
-    /// <param name="architecture">The network family.</param>
+    /// <param name="family">The network family, with its default knobs.</param>
     /// <param name="epochs">Passes over the training data.</param>
     /// <example>
     /// <code>
@@ -85,11 +85,11 @@ public sealed class DeepVariantsCatalog
     /// </code>
     /// </example>
     public CnnFeaturizerEstimator CnnFeaturizer(int imageHeight, int imageWidth, string outputColumnName = "Embedding", int channels = 1,
-        string labelColumnName = "Label", string featureColumnName = "Features", CnnArchitecture architecture = CnnArchitecture.LeNet, int epochs = 5) =>
+        string labelColumnName = "Label", string featureColumnName = "Features", CnnFamily family = CnnFamily.LeNet, int epochs = 5) =>
         CnnFeaturizer(new CnnFeaturizerOptions
         {
             ImageHeight = imageHeight, ImageWidth = imageWidth, OutputColumnName = outputColumnName, Channels = channels,
-            LabelColumnName = labelColumnName, FeatureColumnName = featureColumnName, Architecture = architecture, Epochs = epochs,
+            LabelColumnName = labelColumnName, FeatureColumnName = featureColumnName, Architecture = new CnnArchitecture { Family = family }, Epochs = epochs,
         });
 
     /// <summary>Trains a CNN featurizer with every setting in <paramref name="options"/>.</summary>
@@ -125,10 +125,10 @@ public sealed class DeepVariantsCatalog
     public GcnNodeClassifierEstimator GcnNodeClassifier(IDataView edges, GcnOptions? options = null) => new(_context, edges, options ?? new GcnOptions());
 
     internal static CnnClassifierOptions ClassifierOptions(int imageHeight, int imageWidth, int channels, string labelColumnName,
-        string featureColumnName, CnnArchitecture architecture, int epochs, int batchSize, float learningRate) => new()
+        string featureColumnName, CnnFamily family, int epochs, int batchSize, float learningRate) => new()
     {
         ImageHeight = imageHeight, ImageWidth = imageWidth, Channels = channels, LabelColumnName = labelColumnName,
-        FeatureColumnName = featureColumnName, Architecture = architecture, Epochs = epochs, BatchSize = batchSize,
+        FeatureColumnName = featureColumnName, Architecture = new CnnArchitecture { Family = family }, Epochs = epochs, BatchSize = batchSize,
         LearningRate = learningRate,
     };
 }

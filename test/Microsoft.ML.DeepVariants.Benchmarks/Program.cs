@@ -116,7 +116,7 @@ static int Measure(string setting, int epochs, int? rows)
 
     // 2. A plain TorchSharp loop over the same network, data and optimizer, as a TorchSharp user writes it.
     random.manual_seed(1);
-    using var network = CnnNetwork.Create(options, 1, 28, 28, FashionMnist.ClassNames.Count);
+    using var network = CnnNetwork.Create(options.Architecture, 1, 28, 28, FashionMnist.ClassNames.Count);
     var classIndex = FashionMnist.ClassNames.Select((n, i) => (n, i)).ToDictionary(p => p.n, p => (long)p.i);
     using var x = tensor(trainRows.SelectMany(r => r.Features).ToArray(), [trainRows.Count, 1, 28, 28]);
     using var y = tensor(trainRows.Select(r => classIndex[r.Label]).ToArray());

@@ -17,7 +17,7 @@ public sealed class CnnClassifierTests
         var test = TestData.Keyed(ml, TestData.Test(ml, 1000));
         var estimator = ml.Transforms.DeepVariants.CnnClassifier(new CnnClassifierOptions
         {
-            ImageHeight = 28, ImageWidth = 28, Architecture = CnnArchitecture.LeNet, Epochs = 2, Device = TorchDeviceKind.Cpu,
+            ImageHeight = 28, ImageWidth = 28, Architecture = new CnnArchitecture { Family = CnnFamily.LeNet }, Epochs = 2, Device = TorchDeviceKind.Cpu,
         });
 
         var result = estimator.Train(train);
@@ -39,7 +39,7 @@ public sealed class CnnClassifierTests
             var train = TestData.Keyed(ml, TestData.Train(ml, 600));
             var model = ml.Transforms.DeepVariants.CnnClassifier(new CnnClassifierOptions
             {
-                ImageHeight = 28, ImageWidth = 28, Architecture = CnnArchitecture.ResNet, Depth = 2, Width = 8, Epochs = 1, BatchSize = 64,
+                ImageHeight = 28, ImageWidth = 28, Architecture = new CnnArchitecture { Family = CnnFamily.ResNet, Depth = 2, Width = 8 }, Epochs = 1, BatchSize = 64,
                 Device = TorchDeviceKind.Cpu,
             }).Fit(train);
             return TestData.Scores(model.Transform(TestData.Keyed(ml, TestData.Test(ml, 100))));
@@ -59,7 +59,7 @@ public sealed class CnnClassifierTests
             var train = TestData.Keyed(ml, TestData.Train(ml, 300));
             var model = ml.Transforms.DeepVariants.CnnClassifier(new CnnClassifierOptions
             {
-                ImageHeight = 28, ImageWidth = 28, Width = 4, HiddenSize = 16, Epochs = 1, Seed = seed, Device = TorchDeviceKind.Cpu,
+                ImageHeight = 28, ImageWidth = 28, Architecture = new CnnArchitecture { Width = 4, HiddenSize = 16 }, Epochs = 1, Seed = seed, Device = TorchDeviceKind.Cpu,
             }).Fit(train);
             return TestData.Scores(model.Transform(TestData.Keyed(ml, TestData.Test(ml, 50))));
         }
@@ -75,7 +75,7 @@ public sealed class CnnClassifierTests
         var pipeline = ml.Transforms.Conversion.MapValueToKey("Label")
             .Append(ml.Transforms.DeepVariants.CnnClassifier(new CnnClassifierOptions
             {
-                ImageHeight = 28, ImageWidth = 28, Architecture = CnnArchitecture.ResNet, Depth = 2, Width = 8, Epochs = 1,
+                ImageHeight = 28, ImageWidth = 28, Architecture = new CnnArchitecture { Family = CnnFamily.ResNet, Depth = 2, Width = 8 }, Epochs = 1,
                 Device = TorchDeviceKind.Cpu,
             }))
             .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedLabelText", "PredictedLabel"));
@@ -147,7 +147,7 @@ public sealed class CnnClassifierTests
         var test = TestData.Keyed(ml, TestData.Test(ml, 500));
         var pipeline = ml.Transforms.DeepVariants.CnnFeaturizer(new CnnFeaturizerOptions
             {
-                ImageHeight = 28, ImageWidth = 28, OutputColumnName = "Embedding", HiddenSize = 64, Epochs = 1, Device = TorchDeviceKind.Cpu,
+                ImageHeight = 28, ImageWidth = 28, OutputColumnName = "Embedding", Architecture = new CnnArchitecture { HiddenSize = 64 }, Epochs = 1, Device = TorchDeviceKind.Cpu,
             })
             .Append(ml.MulticlassClassification.Trainers.LbfgsMaximumEntropy(featureColumnName: "Embedding"));
         var model = pipeline.Fit(train);

@@ -29,6 +29,9 @@ public sealed class OnnxParityTests
         ["Softmax", (Func<Module<Tensor, Tensor>>)(() => Sequential(Flatten(), Linear(3 * 8 * 8, 5), Softmax(1)))],
         ["Residual Add (identity shortcut)", (Func<Module<Tensor, Tensor>>)(() => new ResidualBlock("block", 3, 3))],
         ["Residual Add (projection shortcut)", (Func<Module<Tensor, Tensor>>)(() => new ResidualBlock("block", 3, 6, stride: 2))],
+        ["Residual Add (bottleneck)", (Func<Module<Tensor, Tensor>>)(() => new ResidualBlock("block", 3, 16, stride: 2, bottleneck: true))],
+        ["Inception Concat", (Func<Module<Tensor, Tensor>>)(() => new InceptionModule("inception", 3, 8))],
+        ["DenseNet Concat", (Func<Module<Tensor, Tensor>>)(() => new DenseLayer("dense", 3, 4))],
     ];
 
     [TestMethod]
@@ -52,12 +55,17 @@ public sealed class OnnxParityTests
     }
 
     [TestMethod]
-    [DataRow(CnnArchitecture.LeNet)]
-    [DataRow(CnnArchitecture.ResNet)]
-    public void WholeNetworksMatchInBothLayouts(CnnArchitecture architecture)
+    [DataRow(CnnFamily.LeNet, false)]
+    [DataRow(CnnFamily.Vgg, false)]
+    [DataRow(CnnFamily.ResNet, false)]
+    [DataRow(CnnFamily.ResNet, true)]
+    [DataRow(CnnFamily.Inception, false)]
+    [DataRow(CnnFamily.DenseNet, false)]
+    public void WholeNetworksMatchInBothLayouts(CnnFamily family, bool bottleneck)
     {
         random.manual_seed(5);
-        using var network = CnnNetwork.Create(new CnnOptions { Architecture = architecture, Depth = 2, Width = 8, HiddenSize = 32 }, 1, 28, 28, 10);
+        var architecture = new CnnArchitecture { Family = family, Depth = 3, Width = 8, HiddenSize = 32, GrowthRate = 6, Bottleneck = bottleneck };
+        using var network = CnnNetwork.Create(architecture, 1, 28, 28, 10);
         // A few training steps move BatchNorm's running statistics away from their initial values.
         network.train();
         for (int i = 0; i < 3; i++)

@@ -10,7 +10,7 @@ public sealed class TrainingBridgeTests
 {
     private static CnnClassifierOptions Small(Action<CnnClassifierOptions>? change = null)
     {
-        var options = new CnnClassifierOptions { ImageHeight = 28, ImageWidth = 28, Width = 4, HiddenSize = 16, Epochs = 1, Device = TorchDeviceKind.Cpu };
+        var options = new CnnClassifierOptions { ImageHeight = 28, ImageWidth = 28, Architecture = new CnnArchitecture { Width = 4, HiddenSize = 16 }, Epochs = 1, Device = TorchDeviceKind.Cpu };
         change?.Invoke(options);
         return options;
     }
@@ -113,7 +113,7 @@ public sealed class TrainingBridgeTests
         var ml = new MLContext(seed: 1);
         var error = Assert.ThrowsExactly<InvalidOperationException>(() => ml.Transforms.DeepVariants.CnnClassifier(Small(o =>
             {
-                o.Optimizer = OptimizerKind.Sgd; o.LearningRate = 1e12f; o.Epochs = 3; o.Dropout = 0;
+                o.Optimizer = OptimizerKind.Sgd; o.LearningRate = 1e12f; o.Epochs = 3; o.Architecture.Dropout = 0;
             })).Fit(TestData.Keyed(ml, TestData.Train(ml, 600))));
         StringAssert.Contains(error.Message, "the loss became");
         StringAssert.Contains(error.Message, "LearningRate");

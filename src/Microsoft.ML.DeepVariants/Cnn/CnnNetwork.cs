@@ -6,9 +6,16 @@ using static TorchSharp.torch.nn;
 
 namespace Microsoft.ML.DeepVariants.Cnn;
 
+/// <summary>What a family builds: the convolutions (images to the last feature map), the pooling (feature map to embedding) and the embedding's size.</summary>
+internal sealed record CnnParts(Sequential Convolutions, Sequential Pooling, int EmbeddingSize)
+{
+    public static Sequential GlobalAveragePooling() => Sequential(("gap", AdaptiveAvgPool2d(1)), ("flatten", Flatten()));
+}
+
 /// <summary>
-/// A CNN classifier as two parts: <see cref="Features"/> maps images [N, C, H, W] to embeddings [N, E], and
-/// <see cref="Head"/> maps embeddings to class logits [N, K]. The ONNX export emits both.
+/// A CNN classifier in three parts: <see cref="Convolutions"/> map images [N, C, H, W] to the last feature map,
+/// <see cref="Pooling"/> turns it into embeddings [N, E], and <see cref="Head"/> (dropout and a linear layer)
+/// into class logits [N, K]. The ONNX export emits the embedding and the logits.
 /// </summary>
 public sealed class CnnNetwork : Module<Tensor, Tensor>
 {
@@ -18,18 +25,20 @@ public sealed class CnnNetwork : Module<Tensor, Tensor>
     /// <summary>The ONNX output holding the logits.</summary>
     public const string LogitsOutput = "Logits";
 
-    private readonly Sequential features;
+    private readonly Sequential convolutions;
+    private readonly Sequential pooling;
     private readonly Sequential head;
 
-    private CnnNetwork(Sequential features, Sequential head, int channels, int height, int width, int embeddingSize, int classes)
+    private CnnNetwork(CnnParts parts, Sequential head, int channels, int height, int width, int classes)
         : base(nameof(CnnNetwork))
     {
-        this.features = features;
+        convolutions = parts.Convolutions;
+        pooling = parts.Pooling;
         this.head = head;
         Channels = channels;
         Height = height;
         Width = width;
-        EmbeddingSize = embeddingSize;
+        EmbeddingSize = parts.EmbeddingSize;
         Classes = classes;
         RegisterComponents();
     }
@@ -44,31 +53,37 @@ public sealed class CnnNetwork : Module<Tensor, Tensor>
     public int EmbeddingSize { get; }
     /// <summary>Number of classes.</summary>
     public int Classes { get; }
-    /// <summary>Images to embeddings.</summary>
-    public Sequential Features => features;
+    /// <summary>Images to the last feature map.</summary>
+    public Sequential Convolutions => convolutions;
+    /// <summary>The last feature map to embeddings.</summary>
+    public Sequential Pooling => pooling;
     /// <summary>Embeddings to logits.</summary>
     public Sequential Head => head;
 
-    /// <summary>Builds the network the options describe, with weights drawn from TorchSharp's current generator.</summary>
-    public static CnnNetwork Create(CnnOptions options, int channels, int height, int width, int classes)
+    /// <summary>Builds the network <paramref name="architecture"/> describes, with weights drawn from TorchSharp's current generator.</summary>
+    public static CnnNetwork Create(CnnArchitecture architecture, int channels, int height, int width, int classes)
     {
-        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(architecture);
+        architecture.Validate();
         ArgumentOutOfRangeException.ThrowIfLessThan(classes, 2, nameof(classes));
-        (Sequential features, int embedding) = options.Architecture switch
+        var parts = architecture.Family switch
         {
-            CnnArchitecture.LeNet => LeNet(options, channels, height, width),
-            CnnArchitecture.ResNet => ResNet(options, channels),
-            _ => throw new ArgumentOutOfRangeException(nameof(options), options.Architecture, "Unknown architecture."),
+            CnnFamily.LeNet => LeNet.Build(architecture, channels, height, width),
+            CnnFamily.Vgg => Vgg.Build(architecture, channels, height, width),
+            CnnFamily.ResNet => ResNet.Build(architecture, channels),
+            CnnFamily.Inception => Inception.Build(architecture, channels, height, width),
+            CnnFamily.DenseNet => DenseNet.Build(architecture, channels, height, width),
+            _ => throw new ArgumentOutOfRangeException(nameof(architecture), architecture.Family, "Unknown CNN family."),
         };
-        var head = Sequential(("dropout", nn.Dropout(options.Dropout)), ("classifier", Linear(embedding, classes)));
-        return new CnnNetwork(features, head, channels, height, width, embedding, classes);
+        var head = Sequential(("dropout", nn.Dropout(architecture.Dropout)), ("classifier", Linear(parts.EmbeddingSize, classes)));
+        return new CnnNetwork(parts, head, channels, height, width, classes);
     }
 
     /// <inheritdoc/>
-    public override Tensor forward(Tensor input) => head.call(features.call(input));
+    public override Tensor forward(Tensor input) => head.call(pooling.call(convolutions.call(input)));
 
     /// <summary>The embedding of a batch of images.</summary>
-    public Tensor Embed(Tensor input) => features.call(input);
+    public Tensor Embed(Tensor input) => pooling.call(convolutions.call(input));
 
     /// <summary>Parameters that training updates.</summary>
     public long ParameterCount => parameters().Sum(p => p.numel());
@@ -93,7 +108,8 @@ public sealed class CnnNetwork : Module<Tensor, Tensor>
         string input = builder.AddInput(inputName, batched, (long)Channels * Height * Width);
         input = builder.AddNode("Reshape", [input, builder.AddInitializer("image_shape", [-1L, Channels, Height, Width])]);
         var example = randn(2, Channels, Height, Width, device: device);
-        string embedding = OnnxModuleExporter.Export(builder, features, input, example, out var embeddingExample);
+        string featureMap = OnnxModuleExporter.Export(builder, convolutions, input, example, out var featureMapExample);
+        string embedding = OnnxModuleExporter.Export(builder, pooling, featureMap, featureMapExample, out var embeddingExample);
         if (embeddingOutput is not null)
             builder.AddOutput(Unbatch(builder, embedding, batched, EmbeddingSize), embeddingOutput, batched, EmbeddingSize);
         if (logitsOutput is not null)
@@ -106,48 +122,13 @@ public sealed class CnnNetwork : Module<Tensor, Tensor>
 
     private static string Unbatch(OnnxGraphBuilder builder, string value, bool batched, long size) =>
         batched ? value : builder.AddNode("Reshape", [value, builder.AddInitializer("row_shape", [size])]);
+}
 
-    private static (Sequential, int) LeNet(CnnOptions o, int channels, int height, int width)
-    {
-        var layers = new List<(string, Module<Tensor, Tensor>)>();
-        int inChannels = channels, h = height, w = width;
-        for (int block = 0; block < o.Depth; block++)
-        {
-            int outChannels = o.Width << block;
-            layers.Add(($"conv{block + 1}", Conv2d(inChannels, outChannels, 5, padding: 2, bias: false)));
-            layers.Add(($"bn{block + 1}", BatchNorm2d(outChannels)));
-            layers.Add(($"relu{block + 1}", ReLU()));
-            if (h >= 2 && w >= 2)
-            {
-                layers.Add(($"pool{block + 1}", MaxPool2d(2)));
-                h /= 2;
-                w /= 2;
-            }
-            inChannels = outChannels;
-        }
-        layers.Add(("flatten", Flatten()));
-        layers.Add(("fc", Linear((long)inChannels * h * w, o.HiddenSize)));
-        layers.Add(("fc_relu", ReLU()));
-        return (Sequential(layers), o.HiddenSize);
-    }
-
-    private static (Sequential, int) ResNet(CnnOptions o, int channels)
-    {
-        var layers = new List<(string, Module<Tensor, Tensor>)>
-        {
-            ("stem", Conv2d(channels, o.Width, 3, padding: 1, bias: false)),
-            ("stem_bn", BatchNorm2d(o.Width)),
-            ("stem_relu", ReLU()),
-        };
-        int inChannels = o.Width;
-        for (int block = 0; block < o.Depth; block++)
-        {
-            int outChannels = o.Width << block;
-            layers.Add(($"block{block + 1}", new ResidualBlock($"block{block + 1}", inChannels, outChannels, stride: block == 0 ? 1 : 2)));
-            inChannels = outChannels;
-        }
-        layers.Add(("pool", AdaptiveAvgPool2d(1)));
-        layers.Add(("flatten", Flatten()));
-        return (Sequential(layers), inChannels);
-    }
+/// <summary>The input and output layout of an exported ONNX graph.</summary>
+public enum OnnxLayout
+{
+    /// <summary>One row per call, no batch dimension: what ML.NET's ONNX transformer feeds.</summary>
+    SingleRow,
+    /// <summary>A free batch dimension first: for batched inference with ONNX Runtime.</summary>
+    Batch,
 }

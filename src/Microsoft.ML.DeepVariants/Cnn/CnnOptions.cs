@@ -1,9 +1,8 @@
 namespace Microsoft.ML.DeepVariants.Cnn;
 
 /// <summary>
-/// Input, architecture and training settings shared by the CNN classifier and featurizer. The names
-/// (<see cref="Architecture"/>, <see cref="Depth"/>, <see cref="Width"/>, <see cref="Dropout"/>) are the
-/// knobs a sweeper searches.
+/// Input, architecture and training settings shared by the CNN classifier and featurizer. The architecture is
+/// a separate, serializable <see cref="CnnArchitecture"/>: the knobs a sweeper searches.
 /// </summary>
 public class CnnOptions : TrainingOptions
 {
@@ -26,20 +25,11 @@ public class CnnOptions : TrainingOptions
     /// <summary>Channels: 1 (grayscale) or 3 (RGB). Default 1.</summary>
     public int Channels { get; set; } = 1;
 
-    /// <summary>The network family. Default <see cref="CnnArchitecture.LeNet"/>.</summary>
-    public CnnArchitecture Architecture { get; set; } = CnnArchitecture.LeNet;
+    /// <summary>The network: family and knobs. Default: LeNet with 2 blocks from 32 channels.</summary>
+    public CnnArchitecture Architecture { get; set; } = new();
 
-    /// <summary>Convolution blocks (LeNet) or residual blocks (ResNet). Default 2.</summary>
-    public int Depth { get; set; } = 2;
-
-    /// <summary>Channels of the first block; each later block doubles them. Default 32.</summary>
-    public int Width { get; set; } = 32;
-
-    /// <summary>Size of the LeNet hidden layer, which is the embedding a featurizer emits (ResNet's embedding is its last block's channels). Default 128.</summary>
-    public int HiddenSize { get; set; } = 128;
-
-    /// <summary>Dropout before the classifier layer (training only). Default 0.25.</summary>
-    public float Dropout { get; set; } = 0.25f;
+    /// <summary>Augmentation of training batches (never at inference); none when null.</summary>
+    public CnnAugmentation? Augmentation { get; set; }
 
     /// <inheritdoc/>
     public override void Validate()
@@ -53,11 +43,9 @@ public class CnnOptions : TrainingOptions
         ArgumentOutOfRangeException.ThrowIfNegative(ImageWidth, nameof(ImageWidth));
         if (Channels is not (1 or 3))
             throw new ArgumentOutOfRangeException(nameof(Channels), Channels, "Channels must be 1 (grayscale) or 3 (RGB).");
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(Depth, nameof(Depth));
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(Width, nameof(Width));
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(HiddenSize, nameof(HiddenSize));
-        if (!(Dropout >= 0) || Dropout >= 1)
-            throw new ArgumentOutOfRangeException(nameof(Dropout), Dropout, "Dropout must be in [0, 1).");
+        ArgumentNullException.ThrowIfNull(Architecture, nameof(Architecture));
+        Architecture.Validate();
+        Augmentation?.Validate();
     }
 }
 
@@ -66,7 +54,8 @@ public class CnnOptions : TrainingOptions
 /// <code>
 /// var estimator = mlContext.Transforms.DeepVariants.CnnClassifier(new CnnClassifierOptions
 /// {
-///     ImageHeight = 28, ImageWidth = 28, Architecture = CnnArchitecture.ResNet, Depth = 3, Epochs = 5,
+///     ImageHeight = 28, ImageWidth = 28, Epochs = 5,
+///     Architecture = new CnnArchitecture { Family = CnnFamily.ResNet, Depth = 3 },
 /// });
 /// </code>
 /// </example>

@@ -44,11 +44,12 @@ internal static class CnnTraining
         int seed = context.ResolveSeed(options.Seed);
         var device = TorchDevices.Resolve(options.Device, context.Environment, log);
         random.manual_seed(seed);
-        var network = CnnNetwork.Create(options, input.Channels, input.Height, input.Width, labels.ClassCount);
+        var network = CnnNetwork.Create(options.Architecture, input.Channels, input.Height, input.Width, labels.ClassCount);
         try
         {
-            log($"Training a {options.Architecture} CNN ({network.ParameterCount:N0} parameters) on {trainSet.Count:N0} rows, {labels.ClassCount} classes, device {device}, seed {seed}.");
-            var history = TorchTrainer.Train(network, trainSet, validationSet, new ClassificationObjective(), options, device, seed, log);
+            log($"Training a {options.Architecture.Family} CNN ({network.ParameterCount:N0} parameters) on {trainSet.Count:N0} rows, {labels.ClassCount} classes, device {device}, seed {seed}.");
+            var history = TorchTrainer.Train(network, trainSet, validationSet, new ClassificationObjective(), options, device, seed, log,
+                corrupt: options.Augmentation is { } augmentation ? augmentation.Apply : null);
             return new TrainedCnn(network, input, preprocessing, labels, labelColumn, train, history);
         }
         catch
