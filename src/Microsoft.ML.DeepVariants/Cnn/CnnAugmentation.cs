@@ -68,7 +68,10 @@ public sealed class CnnAugmentation
             throw new ArgumentOutOfRangeException(nameof(ErasingMaxArea), ErasingMaxArea, "ErasingMaxArea must be in (0, 1].");
     }
 
-    /// <summary>Augments a batch [N, C, H, W] with TorchSharp's current generator.</summary>
+    /// <summary>
+    /// Augments a batch [N, C, H, W] with TorchSharp's current generator. New tensors belong to the current dispose
+    /// scope; when no transform is enabled, the input itself is returned.
+    /// </summary>
     public Tensor Apply(Tensor x)
     {
         long n = x.shape[0], height = x.shape[2], width = x.shape[3];
