@@ -29,6 +29,7 @@ root.SetAction(r => r.GetValue(allocator) is { } setting
     : Orchestrate(r.GetValue(epochs), r.GetValue(rows), r.GetValue(report)!));
 root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.GraphBenchmark.Command());
 root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.DenoisingBenchmark.Command());
+root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.CnnFamilyBenchmark.Command());
 return root.Parse(args).Invoke();
 
 static int Orchestrate(int epochs, int? rows, string reportPath)

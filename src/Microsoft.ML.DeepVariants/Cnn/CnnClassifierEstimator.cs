@@ -50,8 +50,12 @@ public sealed class CnnClassifierEstimator : IEstimator<TransformerChain<ITransf
     {
         var trained = CnnTraining.Train(_context, Options, trainData, validationData);
         using var network = trained.Network;
-        byte[] onnx = network.ExportOnnx(trained.Input.TensorColumn, embeddingOutput: null, logitsOutput: LogitsColumn);
-        var onnxTransformer = OnnxServing.Apply(_context, onnx, [trained.Input.TensorColumn], [LogitsColumn], trained.PreparedTrain);
+        if (Options.GradCamClass is { } explained && (explained < 0 || explained >= trained.Labels.ClassCount))
+            throw new ArgumentOutOfRangeException(nameof(Options.GradCamClass), explained, $"GradCamClass must be a class index from 0 to {trained.Labels.ClassCount - 1}.");
+        var gradCam = Options.GradCamColumnName is { } camColumn ? (camColumn, (long?)Options.GradCamClass) : ((string, long?)?)null;
+        byte[] onnx = network.ExportOnnx(trained.Input.TensorColumn, embeddingOutput: null, logitsOutput: LogitsColumn, gradCam);
+        string[] outputs = gradCam is null ? [LogitsColumn] : [LogitsColumn, gradCam.Value.Item1];
+        var onnxTransformer = OnnxServing.Apply(_context, onnx, [trained.Input.TensorColumn], outputs, trained.PreparedTrain);
         var scored = onnxTransformer.Transform(trained.PreparedTrain);
         var head = MLNetInternals.CreateSoftmaxHead(_context.Environment, scored.Schema, LogitsColumn, trained.LabelColumn,
             trained.Labels.ClassCount, trained.Labels.ClassNames, Options.ScoreColumnName, Options.PredictedLabelColumnName);
@@ -75,6 +79,8 @@ public sealed class CnnClassifierEstimator : IEstimator<TransformerChain<ITransf
             : []);
         columns[Options.ScoreColumnName] = MLNetInternals.SchemaColumn(Options.ScoreColumnName,
             SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false, names);
+        if (Options.GradCamColumnName is { } camColumn)
+            columns[camColumn] = MLNetInternals.SchemaColumn(camColumn, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false);
         columns[Options.PredictedLabelColumnName] = MLNetInternals.SchemaColumn(Options.PredictedLabelColumnName,
             SchemaShape.Column.VectorKind.Scalar, NumberDataViewType.UInt32, true,
             new SchemaShape(keyValues ? [MLNetInternals.SchemaColumn("KeyValues", SchemaShape.Column.VectorKind.Vector, TextDataViewType.Instance, false)] : []));

@@ -89,6 +89,37 @@ public sealed class CnnNetwork : Module<Tensor, Tensor>
     public long ParameterCount => parameters().Sum(p => p.numel());
 
     /// <summary>
+    /// Grad-CAM heatmaps (Selvaraju et al. 2017) computed with autograd: for each image [N, C, H, W], the ReLU of the
+    /// explained map's channels weighted by the spatial mean of the class score's gradient, upsampled (bilinear) to
+    /// H x W and scaled to a maximum of 1. The class is <paramref name="classIndex"/>, or each image's predicted class
+    /// when null. The explained map is the last convolutional map (after LeNet's final max pooling).
+    /// </summary>
+    public Tensor GradCam(Tensor images, long? classIndex = null)
+    {
+        eval();
+        using var scope = NewDisposeScope();
+        var (map, rest) = ExplainedMap(convolutions.call(images.detach()));
+        map = map.detach().requires_grad_(true);
+        var logits = head.call(rest.Aggregate(map, (x, m) => ((Module<Tensor, Tensor>)m).call(x)));
+        var chosen = classIndex.HasValue ? full(images.shape[0], classIndex.Value, dtype: ScalarType.Int64, device: logits.device) : logits.argmax(1);
+        var gradient = autograd.grad([logits.gather(1, chosen.unsqueeze(1)).sum()], [map])[0];
+        var weights = gradient.mean([2, 3], keepdim: true);
+        var cam = functional.relu((weights * map).sum(1, keepdim: true));
+        cam = functional.interpolate(cam, [Height, Width], mode: InterpolationMode.Bilinear, align_corners: false).squeeze(1);
+        var peak = cam.amax([1, 2], keepdim: true) + 1e-12;
+        return (cam / peak).detach().MoveToOuterDisposeScope();
+    }
+
+    // Grad-CAM explains the last convolutional map; LeNet's pooling starts with a max pooling, whose output is used.
+    private (Tensor Map, IReadOnlyList<nn.Module> Remaining) ExplainedMap(Tensor convolved)
+    {
+        var steps = pooling.children().ToList();
+        return steps.Count > 0 && steps[0] is MaxPool2d first
+            ? (((Module<Tensor, Tensor>)first).call(convolved), steps.Skip(1).ToList())
+            : (convolved, steps);
+    }
+
+    /// <summary>
     /// Exports the network to ONNX with input <paramref name="inputName"/> holding C*H*W values (CHW order) and
     /// the outputs named: the embedding (E values) and the logits (K values); a null name leaves that output out.
     /// <see cref="OnnxLayout.SingleRow"/> has no batch dimension, which gives ML.NET's ONNX transformer plain
@@ -96,10 +127,20 @@ public sealed class CnnNetwork : Module<Tensor, Tensor>
     /// inference with ONNX Runtime. The module is left in evaluation mode.
     /// </summary>
     public byte[] ExportOnnx(string inputName, string? embeddingOutput = EmbeddingOutput, string? logitsOutput = LogitsOutput,
+        OnnxLayout layout = OnnxLayout.SingleRow) => ExportOnnx(inputName, embeddingOutput, logitsOutput, null, layout);
+
+    /// <summary>
+    /// As <see cref="ExportOnnx(string, string?, string?, OnnxLayout)"/>, with a Grad-CAM heatmap output [H*W] as
+    /// well (single-row layout only): the analytic gradient of the class score with respect to the explained map, for
+    /// the class <paramref name="explainedClass"/>, or the predicted class when null. It matches <see cref="GradCam"/>.
+    /// </summary>
+    public byte[] ExportOnnx(string inputName, string? embeddingOutput, string? logitsOutput, (string Name, long? Class)? gradCam,
         OnnxLayout layout = OnnxLayout.SingleRow)
     {
-        if (embeddingOutput is null && logitsOutput is null)
-            throw new ArgumentException("Name at least one output: the embedding or the logits.");
+        if (embeddingOutput is null && logitsOutput is null && gradCam is null)
+            throw new ArgumentException("Name at least one output: the embedding, the logits or the Grad-CAM heatmap.");
+        if (gradCam is not null && layout != OnnxLayout.SingleRow)
+            throw new ArgumentException("The Grad-CAM output is exported in the single-row layout only.", nameof(layout));
         eval();
         using var scope = NewDisposeScope();
         var device = parameters().First().device;
@@ -109,15 +150,32 @@ public sealed class CnnNetwork : Module<Tensor, Tensor>
         input = builder.AddNode("Reshape", [input, builder.AddInitializer("image_shape", [-1L, Channels, Height, Width])]);
         var example = randn(2, Channels, Height, Width, device: device);
         string featureMap = OnnxModuleExporter.Export(builder, convolutions, input, example, out var featureMapExample);
-        string embedding = OnnxModuleExporter.Export(builder, pooling, featureMap, featureMapExample, out var embeddingExample);
+        var (mapExample, rest) = ExplainedMap(featureMapExample);
+        string map = featureMap;
+        if (rest.Count < pooling.children().Count())
+            map = OnnxModuleExporter.Export(builder, pooling.children().First(), featureMap, featureMapExample);
+        string embedding = featureMap == map
+            ? OnnxModuleExporter.Export(builder, pooling, featureMap, featureMapExample, out var embeddingExample)
+            : ExportSteps(builder, rest, map, mapExample, out embeddingExample);
         if (embeddingOutput is not null)
             builder.AddOutput(Unbatch(builder, embedding, batched, EmbeddingSize), embeddingOutput, batched, EmbeddingSize);
+        string logits = OnnxModuleExporter.Export(builder, head, embedding, embeddingExample);
         if (logitsOutput is not null)
-        {
-            string logits = OnnxModuleExporter.Export(builder, head, embedding, embeddingExample);
             builder.AddOutput(Unbatch(builder, logits, batched, Classes), logitsOutput, batched, Classes);
-        }
+        if (gradCam is { } cam)
+            builder.AddOutput(GradCamNodes.Export(builder, this, map, mapExample, rest, logits, cam.Class), cam.Name, batched: false, (long)Height * Width);
         return builder.ToBytes();
+    }
+
+    private static string ExportSteps(OnnxGraphBuilder builder, IReadOnlyList<nn.Module> steps, string input, Tensor example, out Tensor output)
+    {
+        output = example;
+        foreach (var step in steps)
+        {
+            input = OnnxModuleExporter.Export(builder, step, input, output, out var next);
+            output = next;
+        }
+        return input;
     }
 
     private static string Unbatch(OnnxGraphBuilder builder, string value, bool batched, long size) =>

@@ -66,6 +66,15 @@ public sealed class CnnClassifierOptions : CnnOptions
 
     /// <summary>Output column of the predicted class, a key of the label's type. Default "PredictedLabel".</summary>
     public string PredictedLabelColumnName { get; set; } = "PredictedLabel";
+
+    /// <summary>
+    /// When set, the model also outputs a Grad-CAM heatmap (Selvaraju et al. 2017) in this column: height x width
+    /// values in [0, 1], row by row, showing which pixels drove the score. <see cref="GradCamHelpers"/> draws them.
+    /// </summary>
+    public string? GradCamColumnName { get; set; }
+
+    /// <summary>The 0-based class Grad-CAM explains; the predicted class when null.</summary>
+    public int? GradCamClass { get; set; }
 }
 
 /// <summary>Options of <see cref="CnnFeaturizerEstimator"/>: the CNN trains as a classifier, then emits its penultimate layer.</summary>
