@@ -150,13 +150,12 @@ public sealed class CnnNetwork : Module<Tensor, Tensor>
         input = builder.AddNode("Reshape", [input, builder.AddInitializer("image_shape", [-1L, Channels, Height, Width])]);
         var example = randn(2, Channels, Height, Width, device: device);
         string featureMap = OnnxModuleExporter.Export(builder, convolutions, input, example, out var featureMapExample);
+        // The pooling is written in two steps: up to the map Grad-CAM explains, then the remaining steps.
         var (mapExample, rest) = ExplainedMap(featureMapExample);
-        string map = featureMap;
-        if (rest.Count < pooling.children().Count())
-            map = OnnxModuleExporter.Export(builder, pooling.children().First(), featureMap, featureMapExample);
-        string embedding = featureMap == map
-            ? OnnxModuleExporter.Export(builder, pooling, featureMap, featureMapExample, out var embeddingExample)
-            : ExportSteps(builder, rest, map, mapExample, out embeddingExample);
+        string map = rest.Count == pooling.children().Count()
+            ? featureMap
+            : OnnxModuleExporter.Export(builder, pooling.children().First(), featureMap, featureMapExample);
+        string embedding = ExportSteps(builder, rest, map, mapExample, out var embeddingExample);
         if (embeddingOutput is not null)
             builder.AddOutput(Unbatch(builder, embedding, batched, EmbeddingSize), embeddingOutput, batched, EmbeddingSize);
         string logits = OnnxModuleExporter.Export(builder, head, embedding, embeddingExample);

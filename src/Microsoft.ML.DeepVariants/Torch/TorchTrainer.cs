@@ -174,15 +174,12 @@ internal static class TorchTrainer
                         break;
                     }
                 }
-                else
-                {
-                    bestEpoch = epoch;
-                }
             }
 
+            // The model keeps the best epoch's weights only when early stopping kept a snapshot; otherwise the last.
             if (best is not null && bestEpoch != history.Count)
                 RestoreSnapshot(model, best, device);
-            else if (best is null || validation is null)
+            else if (best is null)
                 bestEpoch = history.Count;
         }
         finally
