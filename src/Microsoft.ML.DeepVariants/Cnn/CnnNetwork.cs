@@ -132,7 +132,7 @@ public sealed class CnnNetwork : Module<Tensor, Tensor>
     /// <summary>
     /// As <see cref="ExportOnnx(string, string?, string?, OnnxLayout)"/>, with a Grad-CAM heatmap output [H*W] as
     /// well (single-row layout only): the analytic gradient of the class score with respect to the explained map, for
-    /// the class <paramref name="explainedClass"/>, or the predicted class when null. It matches <see cref="GradCam"/>.
+    /// the class that <paramref name="gradCam"/> names, or the predicted class when its class is null. It matches <see cref="GradCam"/>.
     /// </summary>
     public byte[] ExportOnnx(string inputName, string? embeddingOutput, string? logitsOutput, (string Name, long? Class)? gradCam,
         OnnxLayout layout = OnnxLayout.SingleRow)
