@@ -67,10 +67,7 @@ public static class OnnxModuleExporter
             case Conv2d conv:
                 if (conv.padding_type is not null || conv.padding_mode != PaddingModes.Zeros || conv.transposed)
                     throw Unsupported(module, "only explicit zero padding is exported for Conv2d");
-                var convInputs = new List<string> { x, b.AddInitializer("conv_weight", conv.weight!) };
-                if (conv.bias is not null)
-                    convInputs.Add(b.AddInitializer("conv_bias", conv.bias));
-                return b.AddNode("Conv", convInputs,
+                return b.AddNode("Conv", WeightAndBias(b, x, "conv", conv.weight!, conv.bias),
                     OnnxGraphBuilder.Ints("kernel_shape", conv.kernel_size),
                     OnnxGraphBuilder.Ints("strides", conv.stride),
                     OnnxGraphBuilder.Ints("pads", Pads(conv.padding ?? [0, 0])),
@@ -90,10 +87,7 @@ public static class OnnxModuleExporter
             case ConvTranspose2d deconv:
                 if (deconv.padding_mode != PaddingModes.Zeros || deconv.groups != 1)
                     throw Unsupported(module, "only zero padding and one group are exported for ConvTranspose2d");
-                var deconvInputs = new List<string> { x, b.AddInitializer("deconv_weight", deconv.weight!) };
-                if (deconv.bias is not null)
-                    deconvInputs.Add(b.AddInitializer("deconv_bias", deconv.bias));
-                return b.AddNode("ConvTranspose", deconvInputs,
+                return b.AddNode("ConvTranspose", WeightAndBias(b, x, "deconv", deconv.weight!, deconv.bias),
                     OnnxGraphBuilder.Ints("kernel_shape", deconv.kernel_size),
                     OnnxGraphBuilder.Ints("strides", deconv.stride),
                     OnnxGraphBuilder.Ints("pads", Pads(deconv.padding ?? [0, 0])),
@@ -135,10 +129,7 @@ public static class OnnxModuleExporter
             case Identity:
                 return x;
             case Linear linear:
-                var gemmInputs = new List<string> { x, b.AddInitializer("fc_weight", linear.weight) };
-                if (linear.bias is not null)
-                    gemmInputs.Add(b.AddInitializer("fc_bias", linear.bias));
-                return b.AddNode("Gemm", gemmInputs, OnnxGraphBuilder.Int("transB", 1));
+                return b.AddNode("Gemm", WeightAndBias(b, x, "fc", linear.weight, linear.bias), OnnxGraphBuilder.Int("transB", 1));
             case Softmax softmax:
                 return b.AddNode("Softmax", [x], OnnxGraphBuilder.Int("axis", softmax.dim));
             default:
@@ -156,6 +147,15 @@ public static class OnnxModuleExporter
             throw Unsupported(pool, $"adaptive pooling from {height}x{width} to {output[0]}x{output[^1]} has uneven windows");
         long[] kernel = [height / output[0], width / output[^1]];
         return b.AddNode("AveragePool", [x], OnnxGraphBuilder.Ints("kernel_shape", kernel), OnnxGraphBuilder.Ints("strides", kernel));
+    }
+
+    // The inputs of Conv, ConvTranspose and Gemm: the value, the weight, and the bias when the layer has one.
+    private static List<string> WeightAndBias(OnnxGraphBuilder b, string x, string hint, Tensor weight, Tensor? bias)
+    {
+        var inputs = new List<string> { x, b.AddInitializer(hint + "_weight", weight) };
+        if (bias is not null)
+            inputs.Add(b.AddInitializer(hint + "_bias", bias));
+        return inputs;
     }
 
     // TorchSharp pads symmetrically per spatial axis; ONNX lists all begins, then all ends.
