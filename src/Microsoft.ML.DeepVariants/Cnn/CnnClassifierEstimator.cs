@@ -72,18 +72,9 @@ public sealed class CnnClassifierEstimator : IEstimator<TransformerChain<ITransf
         CnnInput.Check(inputSchema, Options);
         var label = inputSchema.First(c => c.Name == Options.LabelColumnName);
         var columns = inputSchema.ToDictionary(c => c.Name);
-        // A non-key label is mapped to a key during training, so the predicted label always has key values.
-        bool keyValues = !label.IsKey || label.Annotations.Any(a => a.Name == "KeyValues");
-        var names = new SchemaShape(keyValues
-            ? [MLNetInternals.SchemaColumn("SlotNames", SchemaShape.Column.VectorKind.Vector, TextDataViewType.Instance, false)]
-            : []);
-        columns[Options.ScoreColumnName] = MLNetInternals.SchemaColumn(Options.ScoreColumnName,
-            SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false, names);
+        ClassificationColumns.AddMulticlassOutputs(columns, label, Options.ScoreColumnName, Options.PredictedLabelColumnName);
         if (Options.GradCamColumnName is { } camColumn)
             columns[camColumn] = MLNetInternals.SchemaColumn(camColumn, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false);
-        columns[Options.PredictedLabelColumnName] = MLNetInternals.SchemaColumn(Options.PredictedLabelColumnName,
-            SchemaShape.Column.VectorKind.Scalar, NumberDataViewType.UInt32, true,
-            new SchemaShape(keyValues ? [MLNetInternals.SchemaColumn("KeyValues", SchemaShape.Column.VectorKind.Vector, TextDataViewType.Instance, false)] : []));
         return new SchemaShape(columns.Values);
     }
 }

@@ -10,8 +10,6 @@ internal sealed record TrainedCnn(CnnNetwork Network, CnnInput Input, ITransform
 /// <summary>The fitting steps the CNN classifier and featurizer share.</summary>
 internal static class CnnTraining
 {
-    private const string KeyedLabelSuffix = ".Key";
-
     public static TrainedCnn Train(ModelContext context, CnnOptions options, IDataView trainData, IDataView? validationData)
     {
         ArgumentNullException.ThrowIfNull(trainData);
@@ -23,7 +21,8 @@ internal static class CnnTraining
         IDataView train = preprocessing?.Transform(trainData) ?? trainData;
         IDataView? validation = validationData is null ? null : preprocessing?.Transform(validationData) ?? validationData;
 
-        (string labelColumn, train, validation) = KeyLabels(context, options.LabelColumnName, train, validation);
+        (string labelColumn, train, validation) = ClassificationColumns.KeyedLabel(context, options.LabelColumnName, train, validation,
+            type => type is PrimitiveDataViewType, "a key, text, number or boolean label");
         var labels = DataViewReader.RequireKeyLabel(train.Schema, labelColumn);
         if (validation is not null)
             DataViewReader.RequireFloatVector(validation.Schema, input.TensorColumn, input.Size);
@@ -57,19 +56,5 @@ internal static class CnnTraining
             network.Dispose();
             throw;
         }
-    }
-
-    // A key label is used as it is; any other type is mapped to a key on the training data, so the
-    // predicted label's key values are the original label values.
-    private static (string, IDataView, IDataView?) KeyLabels(ModelContext context, string label, IDataView train, IDataView? validation)
-    {
-        var column = train.Schema.GetColumnOrNull(label) ?? throw DataViewReader.MissingColumn(label);
-        if (column.Type is KeyDataViewType)
-            return (label, train, validation);
-        if (column.Type is VectorDataViewType || column.Type is not PrimitiveDataViewType)
-            throw DataViewReader.SchemaMismatch(label, "a key, text, number or boolean label", column.Type);
-        string keyed = label + KeyedLabelSuffix;
-        var mapping = context.Transforms.Conversion.MapValueToKey(keyed, label).Fit(train);
-        return (keyed, mapping.Transform(train), validation is null ? null : mapping.Transform(validation));
     }
 }

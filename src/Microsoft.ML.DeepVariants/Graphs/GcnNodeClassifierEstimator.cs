@@ -31,7 +31,6 @@ public sealed record GcnFitResult(TransformerChain<ITransformer> Model, GcnGraph
 public sealed class GcnNodeClassifierEstimator : IEstimator<TransformerChain<ITransformer>>
 {
     private const string LogitsColumn = "DeepVariants.Logits";
-    private const string KeyedLabelSuffix = ".Key";
     private readonly ModelContext _context;
     private readonly IDataView _edges;
 
@@ -56,7 +55,8 @@ public sealed class GcnNodeClassifierEstimator : IEstimator<TransformerChain<ITr
         ArgumentNullException.ThrowIfNull(nodes);
         Options.Validate();
         var log = _context.Logger("DeepVariants.Gcn");
-        (nodes, string labelColumn) = KeyLabels(nodes);
+        (string labelColumn, nodes, _) = ClassificationColumns.KeyedLabel(_context, Options.LabelColumnName, nodes, null,
+            type => type is TextDataViewType, "a key or text label (empty for unlabelled nodes)");
         var labels = DataViewReader.RequireKeyLabel(nodes.Schema, labelColumn);
         var table = GraphData.ReadNodes(nodes, Options, labelColumn);
         int trainCount = Enumerable.Range(0, table.Count).Count(i => table.Train[i] && table.Labels[i] >= 0);
@@ -103,30 +103,14 @@ public sealed class GcnNodeClassifierEstimator : IEstimator<TransformerChain<ITr
             if (!inputSchema.Any(c => c.Name == column))
                 throw DataViewReader.MissingColumn(column);
         var label = inputSchema.First(c => c.Name == Options.LabelColumnName);
-        bool keyValues = !label.IsKey || label.Annotations.Any(a => a.Name == "KeyValues");
         var columns = inputSchema.ToDictionary(c => c.Name);
-        columns[Options.ScoreColumnName] = MLNetInternals.SchemaColumn(Options.ScoreColumnName, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false);
-        columns[Options.PredictedLabelColumnName] = MLNetInternals.SchemaColumn(Options.PredictedLabelColumnName, SchemaShape.Column.VectorKind.Scalar,
-            NumberDataViewType.UInt32, true,
-            new SchemaShape(keyValues ? [MLNetInternals.SchemaColumn("KeyValues", SchemaShape.Column.VectorKind.Vector, TextDataViewType.Instance, false)] : []));
+        ClassificationColumns.AddMulticlassOutputs(columns, label, Options.ScoreColumnName, Options.PredictedLabelColumnName);
         columns[Options.EmbeddingColumnName] = MLNetInternals.SchemaColumn(Options.EmbeddingColumnName, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false);
         return new SchemaShape(columns.Values);
     }
 
     private static Tensor Targets(NodeTable table, bool[] mask) =>
         tensor(Enumerable.Range(0, table.Count).Select(i => mask[i] ? table.Labels[i] : ClassificationObjective.Unlabelled).ToArray());
-
-    private (IDataView, string) KeyLabels(IDataView nodes)
-    {
-        string label = Options.LabelColumnName;
-        var column = nodes.Schema.GetColumnOrNull(label) ?? throw DataViewReader.MissingColumn(label);
-        if (column.Type is KeyDataViewType)
-            return (nodes, label);
-        if (column.Type is not TextDataViewType)
-            throw DataViewReader.SchemaMismatch(label, "a key or text label (empty for unlabelled nodes)", column.Type);
-        string keyed = label + KeyedLabelSuffix;
-        return (_context.Transforms.Conversion.MapValueToKey(keyed, label).Fit(nodes).Transform(nodes), keyed);
-    }
 
     // The fitted graph's predictions as ML.NET lookups from node id: logits then ML.NET's softmax head (Score,
     // PredictedLabel), and the embedding. All parts are ML.NET's own, so the model saves and loads unchanged.
