@@ -1,0 +1,44 @@
+using Microsoft.ML.Data;
+
+namespace Microsoft.ML.DeepVariants;
+
+/// <summary>The label and output columns every DeepVariants classifier shares.</summary>
+internal static class ClassificationColumns
+{
+    private const string KeyedLabelSuffix = ".Key";
+
+    /// <summary>
+    /// The label as a key column: a key label is used as it is; any other type that <paramref name="accepts"/> is
+    /// mapped to a key on the training data (so predicted labels carry the original values as key values) and the
+    /// same mapping is applied to the validation data.
+    /// </summary>
+    public static (string Column, IDataView Train, IDataView? Validation) KeyedLabel(ModelContext context, string label,
+        IDataView train, IDataView? validation, Func<DataViewType, bool> accepts, string expected)
+    {
+        var column = train.Schema.GetColumnOrNull(label) ?? throw DataViewReader.MissingColumn(label);
+        if (column.Type is KeyDataViewType)
+            return (label, train, validation);
+        if (!accepts(column.Type))
+            throw DataViewReader.SchemaMismatch(label, expected, column.Type);
+        string keyed = label + KeyedLabelSuffix;
+        var mapping = context.Transforms.Conversion.MapValueToKey(keyed, label).Fit(train);
+        return (keyed, mapping.Transform(train), validation is null ? null : mapping.Transform(validation));
+    }
+
+    /// <summary>
+    /// Adds what ML.NET's multiclass head outputs to a schema shape: Score (a float vector, slot names when the label
+    /// has key values) and PredictedLabel (a key, with key values when the label has them or is converted to a key).
+    /// </summary>
+    public static void AddMulticlassOutputs(Dictionary<string, SchemaShape.Column> columns, SchemaShape.Column label,
+        string scoreColumn, string predictedLabelColumn)
+    {
+        bool keyValues = !label.IsKey || label.Annotations.Any(a => a.Name == "KeyValues");
+        SchemaShape Names(string kind) => new(keyValues
+            ? [MLNetInternals.SchemaColumn(kind, SchemaShape.Column.VectorKind.Vector, TextDataViewType.Instance, false)]
+            : []);
+        columns[scoreColumn] = MLNetInternals.SchemaColumn(scoreColumn, SchemaShape.Column.VectorKind.Vector,
+            NumberDataViewType.Single, false, Names("SlotNames"));
+        columns[predictedLabelColumn] = MLNetInternals.SchemaColumn(predictedLabelColumn, SchemaShape.Column.VectorKind.Scalar,
+            NumberDataViewType.UInt32, true, Names("KeyValues"));
+    }
+}
