@@ -1,6 +1,8 @@
 using Microsoft.ML.DeepVariants.Autoencoders;
 using Microsoft.ML.DeepVariants.Cnn;
+using Microsoft.ML.DeepVariants.Distillation;
 using Microsoft.ML.DeepVariants.Graphs;
+using Microsoft.ML.DeepVariants.Pruning;
 
 namespace Microsoft.ML.DeepVariants;
 
@@ -123,6 +125,58 @@ public sealed class DeepVariantsCatalog
     /// </code>
     /// </example>
     public GcnNodeClassifierEstimator GcnNodeClassifier(IDataView edges, GcnOptions? options = null) => new(_context, edges, options ?? new GcnOptions());
+
+    /// <summary>
+    /// Knowledge distillation: trains the CNN student that <paramref name="options"/> describe on the softened
+    /// class scores of <paramref name="teacher"/> (any fitted ML.NET transformer that adds a score column to the same
+    /// rows) and on the labels. The student is an ordinary CNN classifier afterwards.
+    /// </summary>
+    /// <example>
+    /// <code>
+    /// var student = mlContext.Transforms.DeepVariants.Distill(teacher, new DistillationOptions
+    /// {
+    ///     Student = new CnnClassifierOptions { ImageHeight = 28, ImageWidth = 28, Epochs = 5 },
+    ///     Temperature = 2, Alpha = 0.5,
+    /// }).Fit(train);
+    /// </code>
+    /// </example>
+    public DistillationEstimator Distill(ITransformer teacher, DistillationOptions options) => new(_context, teacher, options);
+
+    /// <summary>Knowledge distillation into <paramref name="student"/> at temperature <paramref name="temperature"/>, with weight <paramref name="alpha"/> on the teacher's term.</summary>
+    /// <param name="teacher">A fitted model that adds a class-score column named "Score" to the training rows.</param>
+    /// <param name="student">The student CNN classifier's options.</param>
+    /// <param name="temperature">Softmax temperature of the soft term.</param>
+    /// <param name="alpha">Weight of the soft term, in [0, 1]; 0 is plain training.</param>
+    /// <example>
+    /// <code>
+    /// var student = mlContext.Transforms.DeepVariants.Distill(teacher, smallCnnOptions, temperature: 2, alpha: 0.5).Fit(train);
+    /// </code>
+    /// </example>
+    public DistillationEstimator Distill(ITransformer teacher, CnnClassifierOptions student, double temperature = 2, double alpha = 0.5) =>
+        Distill(teacher, new DistillationOptions { Student = student, Temperature = temperature, Alpha = alpha });
+
+    /// <summary>
+    /// Magnitude pruning of a fitted CNN classifier (the <see cref="CnnFitResult"/> that <c>Train</c> returns): zeroes the
+    /// smallest weights to the target sparsity, optionally fine-tunes, and reports sparsity per layer and accuracy.
+    /// </summary>
+    /// <example>
+    /// <code>
+    /// var result = mlContext.Transforms.DeepVariants.Prune(fitted, new PruningOptions { Sparsity = 0.8, Epochs = 1 }).Train(train, test);
+    /// </code>
+    /// </example>
+    public PruningEstimator Prune(CnnFitResult fitted, PruningOptions options) => new(_context, fitted, options);
+
+    /// <summary>Magnitude pruning to <paramref name="sparsity"/> (global threshold), then <paramref name="fineTuneEpochs"/> epochs of fine-tuning.</summary>
+    /// <param name="fitted">The fitted classifier, as <c>Train</c> returns it.</param>
+    /// <param name="sparsity">The share of convolution and linear weights set to zero.</param>
+    /// <param name="fineTuneEpochs">Epochs of fine-tuning with the pruned weights held at zero.</param>
+    /// <example>
+    /// <code>
+    /// var pruned = mlContext.Transforms.DeepVariants.Prune(fitted, sparsity: 0.5).Fit(train);
+    /// </code>
+    /// </example>
+    public PruningEstimator Prune(CnnFitResult fitted, double sparsity = 0.5, int fineTuneEpochs = 0) =>
+        Prune(fitted, new PruningOptions { Sparsity = sparsity, Epochs = fineTuneEpochs });
 
     internal static CnnClassifierOptions ClassifierOptions(int imageHeight, int imageWidth, int channels, string labelColumnName,
         string featureColumnName, CnnFamily family, int epochs, int batchSize, float learningRate) => new()

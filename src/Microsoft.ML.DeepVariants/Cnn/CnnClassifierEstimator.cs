@@ -8,7 +8,11 @@ namespace Microsoft.ML.DeepVariants.Cnn;
 /// <param name="History">Loss and metrics per epoch, the epoch kept and the device used.</param>
 /// <param name="OnnxModel">The ONNX graph the model serves through.</param>
 /// <param name="ParameterCount">Trainable parameters of the network.</param>
-public sealed record CnnFitResult(TransformerChain<ITransformer> Model, TrainingHistory History, byte[] OnnxModel, long ParameterCount);
+public sealed record CnnFitResult(TransformerChain<ITransformer> Model, TrainingHistory History, byte[] OnnxModel, long ParameterCount)
+{
+    /// <summary>The trained weights and data handling, kept so that pruning can fine-tune a classifier; null for a featurizer.</summary>
+    internal CnnTrainedState? State { get; init; }
+}
 
 /// <summary>
 /// Trains a CNN image classifier with TorchSharp and returns it as an ML.NET model that serves through ONNX
@@ -46,22 +50,35 @@ public sealed class CnnClassifierEstimator : IEstimator<TransformerChain<ITransf
     public TransformerChain<ITransformer> Fit(IDataView trainData, IDataView? validationData) => Train(trainData, validationData).Model;
 
     /// <summary>Trains and returns the model with its training history and ONNX graph.</summary>
-    public CnnFitResult Train(IDataView trainData, IDataView? validationData = null)
+    public CnnFitResult Train(IDataView trainData, IDataView? validationData = null) => Train(trainData, validationData, targets: null);
+
+    internal CnnFitResult Train(IDataView trainData, IDataView? validationData, ICnnTrainingTargets? targets)
     {
-        var trained = CnnTraining.Train(_context, Options, trainData, validationData);
+        var trained = CnnTraining.Train(_context, Options, trainData, validationData, targets);
         using var network = trained.Network;
-        if (Options.GradCamClass is { } explained && (explained < 0 || explained >= trained.Labels.ClassCount))
-            throw new ArgumentOutOfRangeException(nameof(Options.GradCamClass), explained, $"GradCamClass must be a class index from 0 to {trained.Labels.ClassCount - 1}.");
-        var gradCam = Options.GradCamColumnName is { } camColumn ? (camColumn, (long?)Options.GradCamClass) : ((string, long?)?)null;
-        byte[] onnx = network.ExportOnnx(trained.Input.TensorColumn, embeddingOutput: null, logitsOutput: LogitsColumn, gradCam);
+        var state = CnnTrainedState.Capture(Options, trained);
+        var (model, onnx) = BuildModel(_context, Options, network, trained.Input, trained.Preprocessing, trained.Labels, trained.LabelColumn, trained.PreparedTrain);
+        return new CnnFitResult(model, trained.History, onnx, network.ParameterCount) { State = state };
+    }
+
+    /// <summary>
+    /// The ML.NET model of a trained network: the pixel extraction (for an image column), the ONNX graph, ML.NET's
+    /// multiclass head (Score, PredictedLabel) and a step that drops the intermediate columns.
+    /// </summary>
+    internal static (TransformerChain<ITransformer> Model, byte[] Onnx) BuildModel(ModelContext context, CnnClassifierOptions options,
+        CnnNetwork network, CnnInput input, ITransformer? preprocessing, LabelInfo labels, string labelColumn, IDataView preparedTrain)
+    {
+        if (options.GradCamClass is { } explained && (explained < 0 || explained >= labels.ClassCount))
+            throw new ArgumentOutOfRangeException(nameof(options.GradCamClass), explained, $"GradCamClass must be a class index from 0 to {labels.ClassCount - 1}.");
+        var gradCam = options.GradCamColumnName is { } camColumn ? (camColumn, (long?)options.GradCamClass) : ((string, long?)?)null;
+        byte[] onnx = network.ExportOnnx(input.TensorColumn, embeddingOutput: null, logitsOutput: LogitsColumn, gradCam);
         string[] outputs = gradCam is null ? [LogitsColumn] : [LogitsColumn, gradCam.Value.Item1];
-        var onnxTransformer = OnnxServing.Apply(_context, onnx, [trained.Input.TensorColumn], outputs, trained.PreparedTrain);
-        var scored = onnxTransformer.Transform(trained.PreparedTrain);
-        var head = MLNetInternals.CreateSoftmaxHead(_context.Environment, scored.Schema, LogitsColumn, trained.LabelColumn,
-            trained.Labels.ClassCount, trained.Labels.ClassNames, Options.ScoreColumnName, Options.PredictedLabelColumnName);
-        var drop = _context.Transforms.DropColumns([LogitsColumn, .. trained.Input.TemporaryColumns]).Fit(head.Transform(scored));
-        var model = OnnxServing.Chain(trained.Preprocessing, onnxTransformer, head, drop);
-        return new CnnFitResult(model, trained.History, onnx, network.ParameterCount);
+        var onnxTransformer = OnnxServing.Apply(context, onnx, [input.TensorColumn], outputs, preparedTrain);
+        var scored = onnxTransformer.Transform(preparedTrain);
+        var head = MLNetInternals.CreateSoftmaxHead(context.Environment, scored.Schema, LogitsColumn, labelColumn,
+            labels.ClassCount, labels.ClassNames, options.ScoreColumnName, options.PredictedLabelColumnName);
+        var drop = context.Transforms.DropColumns([LogitsColumn, .. input.TemporaryColumns]).Fit(head.Transform(scored));
+        return (OnnxServing.Chain(preprocessing, onnxTransformer, head, drop), onnx);
     }
 
     /// <inheritdoc/>

@@ -55,7 +55,7 @@ public sealed class GcnNodeClassifierEstimator : IEstimator<TransformerChain<ITr
         ArgumentNullException.ThrowIfNull(nodes);
         Options.Validate();
         var log = _context.Logger("DeepVariants.Gcn");
-        (string labelColumn, nodes, _) = ClassificationColumns.KeyedLabel(_context, Options.LabelColumnName, nodes, null,
+        (string labelColumn, nodes, _, _) = ClassificationColumns.KeyedLabel(_context, Options.LabelColumnName, nodes, null,
             type => type is TextDataViewType, "a key or text label (empty for unlabelled nodes)");
         var labels = DataViewReader.RequireKeyLabel(nodes.Schema, labelColumn);
         var table = GraphData.ReadNodes(nodes, Options, labelColumn);

@@ -10,19 +10,20 @@ internal static class ClassificationColumns
     /// <summary>
     /// The label as a key column: a key label is used as it is; any other type that <paramref name="accepts"/> is
     /// mapped to a key on the training data (so predicted labels carry the original values as key values) and the
-    /// same mapping is applied to the validation data.
+    /// same mapping is applied to the validation data. The mapping is returned (null for a key label), so a later
+    /// fit on the same model (pruning's fine-tuning) can reuse it instead of learning a new class order.
     /// </summary>
-    public static (string Column, IDataView Train, IDataView? Validation) KeyedLabel(ModelContext context, string label,
+    public static (string Column, IDataView Train, IDataView? Validation, ITransformer? Mapping) KeyedLabel(ModelContext context, string label,
         IDataView train, IDataView? validation, Func<DataViewType, bool> accepts, string expected)
     {
         var column = train.Schema.GetColumnOrNull(label) ?? throw DataViewReader.MissingColumn(label);
         if (column.Type is KeyDataViewType)
-            return (label, train, validation);
+            return (label, train, validation, null);
         if (!accepts(column.Type))
             throw DataViewReader.SchemaMismatch(label, expected, column.Type);
         string keyed = label + KeyedLabelSuffix;
         var mapping = context.Transforms.Conversion.MapValueToKey(keyed, label).Fit(train);
-        return (keyed, mapping.Transform(train), validation is null ? null : mapping.Transform(validation));
+        return (keyed, mapping.Transform(train), validation is null ? null : mapping.Transform(validation), mapping);
     }
 
     /// <summary>

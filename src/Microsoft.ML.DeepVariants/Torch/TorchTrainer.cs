@@ -83,9 +83,11 @@ internal static class TorchTrainer
 {
     // shuffle: draw each epoch's batches in a random order; false keeps the rows in order (a graph trains on all its nodes at once).
     // corrupt: applied to each training batch's inputs only (noise for a denoiser, augmentation for a classifier), never to validation.
+    // batchTargets: recomputes a batch's targets from its (corrupted) inputs, as a teacher does for an augmented batch.
+    // afterStep: runs after every optimizer step (pruning re-applies its masks there).
     public static TrainingHistory Train(nn.Module<Tensor, Tensor> model, TensorDataset train, TensorDataset? validation,
         ITrainingObjective objective, TrainingOptions options, Device device, int seed, Action<string>? log, bool shuffle = true,
-        Func<Tensor, Tensor>? corrupt = null)
+        Func<Tensor, Tensor>? corrupt = null, Func<Tensor, Tensor, Tensor>? batchTargets = null, Action? afterStep = null)
     {
         options.Validate();
         if (train.Count == 0)
@@ -124,6 +126,8 @@ internal static class TorchTrainer
                     var y = train.Targets.index_select(0, index).to(device);
                     if (corrupt is not null)
                         x = corrupt(x);
+                    if (batchTargets is not null)
+                        y = batchTargets(x, y);
 
                     optimizer.zero_grad();
                     var loss = objective.Loss(model.call(x), y);
@@ -134,6 +138,7 @@ internal static class TorchTrainer
                             $"Lower the learning rate (LearningRate is {options.LearningRate}) or check the inputs for extreme values.");
                     loss.backward();
                     optimizer.step();
+                    afterStep?.Invoke();
 
                     long counted = objective.CountedRows(y);
                     lossSum += value * counted;

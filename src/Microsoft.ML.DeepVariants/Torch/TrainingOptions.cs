@@ -98,10 +98,13 @@ public class TrainingOptions
         return copy;
     }
 
+    /// <summary>The fewest epochs that make sense: 1, or 0 where training is optional (pruning's fine-tuning).</summary>
+    protected virtual int MinimumEpochs => 1;
+
     /// <summary>Throws, naming the option, when a setting cannot work.</summary>
     public virtual void Validate()
     {
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(Epochs, nameof(Epochs));
+        ArgumentOutOfRangeException.ThrowIfLessThan(Epochs, MinimumEpochs, nameof(Epochs));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(BatchSize, nameof(BatchSize));
         if (!(LearningRate > 0) || float.IsInfinity(LearningRate))
             throw new ArgumentOutOfRangeException(nameof(LearningRate), LearningRate, "LearningRate must be a finite number greater than zero.");
