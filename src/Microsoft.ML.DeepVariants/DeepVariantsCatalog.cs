@@ -3,6 +3,7 @@ using Microsoft.ML.DeepVariants.Cnn;
 using Microsoft.ML.DeepVariants.Distillation;
 using Microsoft.ML.DeepVariants.Graphs;
 using Microsoft.ML.DeepVariants.Pruning;
+using Microsoft.ML.DeepVariants.Sequences;
 
 namespace Microsoft.ML.DeepVariants;
 
@@ -125,6 +126,39 @@ public sealed class DeepVariantsCatalog
     /// </code>
     /// </example>
     public GcnNodeClassifierEstimator GcnNodeClassifier(IDataView edges, GcnOptions? options = null) => new(_context, edges, options ?? new GcnOptions());
+
+    /// <summary>
+    /// An LSTM or GRU classifier of (multivariate, variable-length) series; outputs <c>Score</c> and a key-typed
+    /// <c>PredictedLabel</c>. Padding after a series' end never changes its prediction.
+    /// </summary>
+    /// <example>
+    /// <code>
+    /// var train = TimeSeriesFile.Load(mlContext, "BasicMotions_TRAIN.ts");
+    /// var model = mlContext.Transforms.DeepVariants.SequenceClassifier(new SequenceClassifierOptions { Channels = 6, Epochs = 50 }).Fit(train);
+    /// </code>
+    /// </example>
+    public SequenceClassifierEstimator SequenceClassifier(SequenceClassifierOptions options) => new(_context, options);
+
+    /// <summary>An LSTM or GRU sequence classifier with the common settings.</summary>
+    /// <param name="channels">Values per step; the column holds them step-major.</param>
+    /// <param name="cell">LSTM or GRU.</param>
+    /// <param name="hiddenSize">Hidden units per direction.</param>
+    /// <param name="pooling">Last state, mean over valid steps, or attention.</param>
+    /// <param name="featureColumnName">The series column.</param>
+    /// <param name="labelColumnName">The label column.</param>
+    /// <param name="epochs">Passes over the training data.</param>
+    /// <example>
+    /// <code>
+    /// var model = mlContext.Transforms.DeepVariants.SequenceClassifier(channels: 12, cell: RecurrentCell.Gru).Fit(train);
+    /// </code>
+    /// </example>
+    public SequenceClassifierEstimator SequenceClassifier(int channels, RecurrentCell cell = RecurrentCell.Lstm, int hiddenSize = 64,
+        SequencePooling pooling = SequencePooling.Last, string featureColumnName = "Series", string labelColumnName = "Label", int epochs = 30) =>
+        SequenceClassifier(new SequenceClassifierOptions
+        {
+            Channels = channels, FeatureColumnName = featureColumnName, LabelColumnName = labelColumnName, Epochs = epochs,
+            Architecture = new SequenceArchitecture { Cell = cell, HiddenSize = hiddenSize, Pooling = pooling },
+        });
 
     /// <summary>
     /// Knowledge distillation: trains the CNN student that <paramref name="options"/> describe on the softened

@@ -90,6 +90,22 @@ public sealed class OnnxGraphBuilder
         return output;
     }
 
+    /// <summary>Adds a node with <paramref name="outputs"/> outputs (an LSTM's Y and Y_h, say) and returns their names; an empty input name skips an optional input.</summary>
+    public string[] AddNode(string opType, IEnumerable<string> inputs, int outputs, params AttributeProto[] attributes)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(outputs);
+        string first = AddNode(opType, inputs, attributes);
+        var node = _graph.Node[^1];
+        var names = new string[outputs];
+        names[0] = first;
+        for (int i = 1; i < outputs; i++)
+        {
+            names[i] = Unique($"{first}_{i}");
+            node.Output.Add(names[i]);
+        }
+        return names;
+    }
+
     /// <summary>An integer attribute.</summary>
     public static AttributeProto Int(string name, long value) =>
         new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = value };
