@@ -1,0 +1,99 @@
+using Microsoft.ML.DeepVariants.Cnn;
+using Microsoft.ML.DeepVariants.Sequences;
+
+namespace Microsoft.ML.DeepVariants.AutoML;
+
+/// <summary>Ready-made search spaces for the DeepVariants capabilities, and how their configurations become options.</summary>
+public static class SearchSpaces
+{
+    /// <summary>
+    /// CNN image classifiers: family, depth, width, kernel, dropout, learning rate, weight decay, batch size and
+    /// optimizer, with the knobs that exist for one family only (LeNet's hidden size, VGG's and DenseNet's layers per
+    /// block, DenseNet's growth rate, ResNet's bottleneck) and SGD's momentum conditional on them.
+    /// </summary>
+    /// <example><code>var space = SearchSpaces.Cnn(); var options = SearchSpaces.ToCnnOptions(space.Sample(new Random(1)), 28, 28, 1);</code></example>
+    public static SearchSpace Cnn(params CnnFamily[] families)
+    {
+        var space = new SearchSpace();
+        space.Choice("family", (families.Length == 0 ? Enum.GetValues<CnnFamily>() : families).Select(f => (object)f.ToString()).ToArray());
+        space.Integer("depth", 1, 3);
+        space.LogInteger("width", 8, 64);
+        space.Choice("kernel", 3, 5);
+        space.LogInteger("hiddenSize", 32, 256).When("family = LeNet", c => c.GetString("family") == nameof(CnnFamily.LeNet));
+        space.Integer("layersPerBlock", 1, 3).When("family in (Vgg, DenseNet)", c => c.GetString("family") is nameof(CnnFamily.Vgg) or nameof(CnnFamily.DenseNet));
+        space.Choice("growthRate", 8, 12, 16).When("family = DenseNet", c => c.GetString("family") == nameof(CnnFamily.DenseNet));
+        space.Choice("bottleneck", false, true).When("family = ResNet", c => c.GetString("family") == nameof(CnnFamily.ResNet));
+        space.Uniform("dropout", 0, 0.5);
+        space.Choice("optimizer", nameof(OptimizerKind.Adam), nameof(OptimizerKind.AdamW), nameof(OptimizerKind.Sgd));
+        space.Uniform("momentum", 0.8, 0.95).When("optimizer = Sgd", c => c.GetString("optimizer") == nameof(OptimizerKind.Sgd));
+        space.LogUniform("learningRate", 3e-4, 3e-2);
+        space.LogUniform("weightDecay", 1e-6, 1e-3);
+        space.Choice("batchSize", 32, 64, 128);
+        return space;
+    }
+
+    /// <summary>The CNN classifier options a configuration of <see cref="Cnn"/> describes.</summary>
+    public static CnnClassifierOptions ToCnnOptions(Configuration c, int imageHeight, int imageWidth, int channels)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        var architecture = new CnnArchitecture
+        {
+            Family = Enum.Parse<CnnFamily>(c.GetString("family")),
+            Depth = c.GetInt("depth"),
+            Width = c.GetInt("width"),
+            KernelSize = c.GetInt("kernel"),
+            Dropout = (float)c.GetDouble("dropout"),
+        };
+        if (c.Has("hiddenSize")) architecture.HiddenSize = c.GetInt("hiddenSize");
+        if (c.Has("layersPerBlock")) architecture.LayersPerBlock = c.GetInt("layersPerBlock");
+        if (c.Has("growthRate")) architecture.GrowthRate = c.GetInt("growthRate");
+        if (c.Has("bottleneck")) architecture.Bottleneck = c.GetBool("bottleneck");
+        var options = new CnnClassifierOptions
+        {
+            ImageHeight = imageHeight, ImageWidth = imageWidth, Channels = channels, Architecture = architecture,
+            Optimizer = Enum.Parse<OptimizerKind>(c.GetString("optimizer")),
+            LearningRate = (float)c.GetDouble("learningRate"),
+            WeightDecay = (float)c.GetDouble("weightDecay"),
+            BatchSize = c.GetInt("batchSize"),
+        };
+        if (c.Has("momentum")) options.Momentum = (float)c.GetDouble("momentum");
+        return options;
+    }
+
+    /// <summary>LSTM/GRU sequence classifiers: cell, layers, hidden size, direction, dropout between layers (when more than one), pooling, learning rate and batch size.</summary>
+    /// <example><code>var space = SearchSpaces.Sequence();</code></example>
+    public static SearchSpace Sequence()
+    {
+        var space = new SearchSpace();
+        space.Choice("cell", nameof(RecurrentCell.Lstm), nameof(RecurrentCell.Gru));
+        space.Integer("layers", 1, 3);
+        space.Uniform("dropout", 0, 0.5).When("layers >= 2", c => c.GetInt("layers") >= 2);
+        space.LogInteger("hiddenSize", 16, 256);
+        space.Choice("bidirectional", false, true);
+        space.Choice("pooling", nameof(SequencePooling.Last), nameof(SequencePooling.Mean), nameof(SequencePooling.Attention));
+        space.LogUniform("learningRate", 3e-4, 1e-2);
+        space.Choice("batchSize", 16, 32, 64);
+        return space;
+    }
+
+    /// <summary>The sequence classifier options a configuration of <see cref="Sequence"/> describes.</summary>
+    public static SequenceClassifierOptions ToSequenceOptions(Configuration c, int channels)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        return new SequenceClassifierOptions
+        {
+            Channels = channels,
+            Architecture = new SequenceArchitecture
+            {
+                Cell = Enum.Parse<RecurrentCell>(c.GetString("cell")),
+                Layers = c.GetInt("layers"),
+                Dropout = c.Has("dropout") ? (float)c.GetDouble("dropout") : 0,
+                HiddenSize = c.GetInt("hiddenSize"),
+                Bidirectional = c.GetBool("bidirectional"),
+                Pooling = Enum.Parse<SequencePooling>(c.GetString("pooling")),
+            },
+            LearningRate = (float)c.GetDouble("learningRate"),
+            BatchSize = c.GetInt("batchSize"),
+        };
+    }
+}
