@@ -1,4 +1,5 @@
 using Microsoft.ML.DeepVariants.Autoencoders;
+using Microsoft.ML.DeepVariants.Backbones;
 using Microsoft.ML.DeepVariants.Cnn;
 using Microsoft.ML.DeepVariants.Distillation;
 using Microsoft.ML.DeepVariants.Graphs;
@@ -159,6 +160,32 @@ public sealed class DeepVariantsCatalog
             Channels = channels, FeatureColumnName = featureColumnName, LabelColumnName = labelColumnName, Epochs = epochs,
             Architecture = new SequenceArchitecture { Cell = cell, HiddenSize = hiddenSize, Pooling = pooling },
         });
+
+    /// <summary>
+    /// A frozen featurizer from a pretrained ONNX backbone (ResNet18 from <c>PretrainedBackboneOptions.ResNet18()</c>, or any
+    /// graph of the operators the importer reads), cut at a chosen value. Transforming a data view runs in batches; the
+    /// saved model is ML.NET's ONNX transformer over the cut graph.
+    /// </summary>
+    /// <example>
+    /// <code>
+    /// var featurizer = mlContext.Transforms.DeepVariants.PretrainedFeaturizer(new PretrainedFeaturizerOptions(PretrainedBackboneOptions.ResNet18()));
+    /// </code>
+    /// </example>
+    public PretrainedFeaturizerEstimator PretrainedFeaturizer(PretrainedFeaturizerOptions options) => new(_context, options);
+
+    /// <summary>
+    /// Fine-tunes a classifier on a pretrained ONNX backbone: frozen, the last blocks or named nodes unfrozen, or fully
+    /// trained, at a smaller learning rate than the new head; persisted as ONNX like every other model.
+    /// </summary>
+    /// <example>
+    /// <code>
+    /// var model = mlContext.Transforms.DeepVariants.PretrainedClassifier(new PretrainedClassifierOptions
+    /// {
+    ///     Backbone = PretrainedBackboneOptions.ResNet18(), Training = BackboneTraining.LastBlocks, TrainableBlocks = 1, Epochs = 3,
+    /// }).Fit(train);
+    /// </code>
+    /// </example>
+    public PretrainedClassifierEstimator PretrainedClassifier(PretrainedClassifierOptions options) => new(_context, options);
 
     /// <summary>
     /// Knowledge distillation: trains the CNN student that <paramref name="options"/> describe on the softened

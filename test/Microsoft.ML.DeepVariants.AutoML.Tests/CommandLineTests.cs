@@ -18,14 +18,9 @@ public sealed class CommandLineTests
         var rows = FashionMnist.Read(FashionMnistSplit.Train, maxRows: 1500);
         foreach (var group in rows.Where(r => r.Label is "Trouser" or "Bag" or "Sneaker").GroupBy(r => r.Label))
         {
-            Directory.CreateDirectory(Path.Combine(images, group.Key));
             int i = 0;
             foreach (var row in group.Take(100))
-            {
-                var rgba = row.Features.SelectMany(v => { byte g = (byte)Math.Round(v * 255); return new byte[] { g, g, g, 255 }; }).ToArray();
-                using var image = MLImage.CreateFromPixels(28, 28, MLPixelFormat.Rgba32, rgba);
-                image.Save(Path.Combine(images, group.Key, $"{i++}.png"));
-            }
+                FashionMnist.SavePng(row, Path.Combine(images, group.Key, $"{i++}.png"));
         }
 
         string tool = Path.Combine(AppContext.BaseDirectory, "deepvariants.dll");

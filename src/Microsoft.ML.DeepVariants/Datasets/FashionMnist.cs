@@ -50,6 +50,28 @@ public static class FashionMnist
         return mlContext.Data.LoadFromEnumerable(Read(split, maxRows, directory));
     }
 
+    /// <summary>
+    /// Writes <paramref name="image"/> as a grayscale PNG file (for trying image pipelines that read files from disk),
+    /// to a temporary name first, then moved; an existing file is kept.
+    /// </summary>
+    public static void SavePng(FashionMnistImage image, string path)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        if (File.Exists(path))
+            return;
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        var rgba = new byte[Height * Width * 4];
+        for (int i = 0; i < Height * Width; i++)
+        {
+            byte gray = (byte)Math.Round(Math.Clamp(image.Features[i], 0, 1) * 255);
+            (rgba[4 * i], rgba[4 * i + 1], rgba[4 * i + 2], rgba[4 * i + 3]) = (gray, gray, gray, 255);
+        }
+        using var png = MLImage.CreateFromPixels(Width, Height, MLPixelFormat.Rgba32, rgba);
+        string temporary = path + ".tmp.png";
+        png.Save(temporary);
+        File.Move(temporary, path, overwrite: true);
+    }
+
     /// <summary>Reads a split as objects.</summary>
     public static IReadOnlyList<FashionMnistImage> Read(FashionMnistSplit split, int? maxRows = null, string? directory = null)
     {

@@ -73,6 +73,13 @@ internal interface ISelectiveWeightDecay
     IEnumerable<Parameter> DecayedParameters { get; }
 }
 
+/// <summary>A module whose parameters train at different learning rates (a pretrained backbone slower than its new head).</summary>
+internal interface ILearningRateGroups
+{
+    /// <summary>The parameters to train, each group with its factor on <see cref="TrainingOptions.LearningRate"/>; parameters in no group are not trained.</summary>
+    IEnumerable<(IReadOnlyList<Parameter> Parameters, double Factor)> LearningRateGroups { get; }
+}
+
 /// <summary>
 /// The training loop every DeepVariants model uses: shuffled mini-batches, Adam/AdamW/SGD, learning-rate
 /// schedules, validation with early stopping and restore of the best weights, a guard against NaN or
@@ -94,7 +101,8 @@ internal static class TorchTrainer
             throw new ArgumentException("The training data has no rows.", nameof(train));
 
         model.to(device);
-        using var optimizer = CreateOptimizer(model, options);
+        var (optimizer, factors) = CreateOptimizer(model, options);
+        using var disposeOptimizer = optimizer;
         using var shuffler = new Generator((ulong)seed);
         int batches = (int)((train.Count + options.BatchSize - 1) / options.BatchSize);
         var history = new List<TrainingProgress>();
@@ -109,7 +117,7 @@ internal static class TorchTrainer
             for (int epoch = 1; epoch <= options.Epochs; epoch++)
             {
                 double lr = LearningRateAt(options, epoch);
-                SetLearningRate(optimizer, lr);
+                SetLearningRate(optimizer, lr, factors);
                 model.train();
                 double lossSum = 0;
                 long rowsSeen = 0;
@@ -236,34 +244,41 @@ internal static class TorchTrainer
         _ => throw new ArgumentOutOfRangeException(nameof(options), options.Schedule, "Unknown learning-rate schedule."),
     };
 
-    private static optim.Optimizer CreateOptimizer(nn.Module model, TrainingOptions options)
+    // Parameter groups, each with its weight decay and learning-rate factor: by default those weight decay applies to
+    // and the rest (empty unless the module says otherwise); a module with learning-rate groups gives its own.
+    private static (optim.Optimizer Optimizer, double[] Factors) CreateOptimizer(nn.Module model, TrainingOptions options)
     {
-        // Two parameter groups: those weight decay applies to, and the rest (empty unless the module says otherwise).
-        var decayed = (model as ISelectiveWeightDecay)?.DecayedParameters.ToList() ?? model.parameters().ToList();
-        var rest = model.parameters().Where(p => !decayed.Any(d => ReferenceEquals(d, p))).ToList();
         double lr = options.LearningRate, decay = options.WeightDecay;
-        return options.Optimizer switch
+        List<(IEnumerable<Parameter> Parameters, double Decay, double Factor)> groups;
+        if (model is ILearningRateGroups withRates)
         {
-            OptimizerKind.Adam => optim.Adam(Groups(decayed, rest, d => new Adam.ParamGroup(d.Parameters, lr, 0.9, 0.999, 1e-8, d.Decay, false, false), decay), lr),
-            OptimizerKind.AdamW => optim.AdamW(Groups(decayed, rest, d => new AdamW.ParamGroup(d.Parameters, lr, 0.9, 0.999, 1e-8, d.Decay, false, false), decay), lr),
-            OptimizerKind.Sgd => optim.SGD(Groups(decayed, rest, d => new SGD.ParamGroup(d.Parameters, lr, options.Momentum, 0, d.Decay, false, false), decay), lr),
+            groups = withRates.LearningRateGroups.Where(g => g.Parameters.Count > 0).Select(g => ((IEnumerable<Parameter>)g.Parameters, decay, g.Factor)).ToList();
+        }
+        else
+        {
+            var decayed = (model as ISelectiveWeightDecay)?.DecayedParameters.ToList() ?? model.parameters().ToList();
+            var rest = model.parameters().Where(p => !decayed.Any(d => ReferenceEquals(d, p))).ToList();
+            groups = [];
+            if (decayed.Count > 0)
+                groups.Add((decayed, decay, 1));
+            if (rest.Count > 0)
+                groups.Add((rest, 0, 1));
+        }
+        optim.Optimizer optimizer = options.Optimizer switch
+        {
+            OptimizerKind.Adam => optim.Adam(groups.Select(g => new Adam.ParamGroup(g.Parameters, lr * g.Factor, 0.9, 0.999, 1e-8, g.Decay, false, false)), lr),
+            OptimizerKind.AdamW => optim.AdamW(groups.Select(g => new AdamW.ParamGroup(g.Parameters, lr * g.Factor, 0.9, 0.999, 1e-8, g.Decay, false, false)), lr),
+            OptimizerKind.Sgd => optim.SGD(groups.Select(g => new SGD.ParamGroup(g.Parameters, lr * g.Factor, options.Momentum, 0, g.Decay, false, false)), lr),
             _ => throw new ArgumentOutOfRangeException(nameof(options), options.Optimizer, "Unknown optimizer."),
         };
+        return (optimizer, groups.Select(g => g.Factor).ToArray());
     }
 
-    private static IEnumerable<TGroup> Groups<TGroup>(List<Parameter> decayed, List<Parameter> rest,
-        Func<(IEnumerable<Parameter> Parameters, double Decay), TGroup> create, double decay)
+    private static void SetLearningRate(optim.Optimizer optimizer, double lr, double[] factors)
     {
-        if (decayed.Count > 0)
-            yield return create((decayed, decay));
-        if (rest.Count > 0)
-            yield return create((rest, 0));
-    }
-
-    private static void SetLearningRate(optim.Optimizer optimizer, double lr)
-    {
+        int i = 0;
         foreach (var group in optimizer.ParamGroups)
-            group.LearningRate = lr;
+            group.LearningRate = lr * factors[i++];
     }
 
     private static void ReplaceSnapshot(ref Dictionary<string, Tensor>? snapshot, nn.Module model)
