@@ -199,9 +199,10 @@ public sealed class Sweep(SearchSpace space, ITrialRunner runner, IProposer prop
         long totalEpochs = existing.Sum(t => (long)t.Epochs);
         bool budgetSpent = false;
 
-        // Each worker gets its share of the cores, so that parallel trials do not oversubscribe them.
-        int threads = Math.Max(1, Environment.ProcessorCount / settings.Workers);
-        TorchSharp.torch.set_num_threads(threads);
+        // Each worker gets its share of the cores, so that parallel trials do not oversubscribe them; the process's
+        // setting is restored when the sweep ends.
+        int previousThreads = TorchSharp.torch.get_num_threads();
+        TorchSharp.torch.set_num_threads(Math.Max(1, Environment.ProcessorCount / settings.Workers));
 
         (int Id, Configuration Configuration)? Next()
         {
@@ -281,8 +282,15 @@ public sealed class Sweep(SearchSpace space, ITrialRunner runner, IProposer prop
             }
         }
 
-        var workers = Enumerable.Range(0, settings.Workers).Select(_ => Task.Factory.StartNew(Work, TaskCreationOptions.LongRunning)).ToArray();
-        Task.WaitAll(workers);
+        try
+        {
+            var workers = Enumerable.Range(0, settings.Workers).Select(_ => Task.Factory.StartNew(Work, TaskCreationOptions.LongRunning)).ToArray();
+            Task.WaitAll(workers);
+        }
+        finally
+        {
+            TorchSharp.torch.set_num_threads(previousThreads);
+        }
         var trials = journal.Trials(space);
         var best = SweepResult.Ranked(trials).FirstOrDefault();
         return new SweepResult(trials, best, trials.Sum(t => (long)t.Epochs), clock.Elapsed);

@@ -137,7 +137,9 @@ public sealed class SweepTests
     public void TwoWorkersRunTrialsSideBySideWithoutRepeatingIds()
     {
         var runner = new SyntheticRunner { EpochMilliseconds = 20 };
+        int threads = TorchSharp.torch.get_num_threads();
         var result = RunSweep(NewJournalPath(), runner, new NoEarlyStopping(), new SweepSettings { MaxTrials = 10, EpochsPerTrial = 3, Workers = 2 });
+        Assert.AreEqual(threads, TorchSharp.torch.get_num_threads(), "the sweep gives the process its thread count back");
         Assert.AreEqual(2, runner.MaxConcurrency);
         Assert.AreEqual(10, result.Trials.Count);
         CollectionAssert.AllItemsAreUnique(runner.TrialsRun);
