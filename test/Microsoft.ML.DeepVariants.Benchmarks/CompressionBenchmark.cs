@@ -117,7 +117,7 @@ internal static class CompressionBenchmark
             "",
             $"Full Fashion-MNIST (60,000 training, 10,000 test images), {Environment.ProcessorCount} CPU cores. Adam, cosine schedule, learning rate 2e-3, batch 128.",
             "Inference speed is the saved-model path: the ML.NET transform (ONNX Runtime, one row at a time) over the 10,000 test images.",
-            "Command: `dotnet run -c Release --project test/Microsoft.ML.DeepVariants.Benchmarks -- compression`",
+            "Command: `dotnet run -c Release --project test/Microsoft.ML.DeepVariants.Benchmarks -- compression" + Environment.GetCommandLineArgs().Skip(2).Aggregate("", (a, b) => a + " " + b) + "`",
             "",
             "## Distillation",
             "",
