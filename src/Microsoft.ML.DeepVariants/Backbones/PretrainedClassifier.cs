@@ -103,7 +103,7 @@ public sealed record PretrainedFitResult(TransformerChain<ITransformer> Model, T
 /// </example>
 public sealed class PretrainedClassifierEstimator : IEstimator<TransformerChain<ITransformer>>
 {
-    private const string LogitsColumn = "DeepVariants.Logits";
+    private const string LogitsColumn = ClassificationColumns.LogitsColumn;
     private readonly ModelContext _context;
 
     internal PretrainedClassifierEstimator(ModelContext context, PretrainedClassifierOptions options)
@@ -152,9 +152,7 @@ public sealed class PretrainedClassifierEstimator : IEstimator<TransformerChain<
             network.Backbone.GlobalPoolNodes, network.HeadWeight.shape[1], network.Backbone.TrainedInitializers(), (network.HeadWeight, network.HeadBias));
         var onnxTransformer = OnnxServing.Apply(_context, graph, [pixels], [LogitsColumn], train);
         var scored = onnxTransformer.Transform(train);
-        var head = MLNetInternals.CreateSoftmaxHead(_context.Environment, scored.Schema, LogitsColumn, labelColumn, labels.ClassCount, labels.ClassNames,
-            Options.ScoreColumnName, Options.PredictedLabelColumnName);
-        var drop = _context.Transforms.DropColumns(LogitsColumn).Fit(head.Transform(scored));
+        var (head, drop) = ClassificationColumns.SoftmaxTail(_context, scored, labelColumn, labels, Options.ScoreColumnName, Options.PredictedLabelColumnName);
         return new PretrainedFitResult(OnnxServing.Chain(onnxTransformer, head, drop), history, graph, network.TrainableParameterCount, network.TrainableNodes);
     }
 

@@ -30,7 +30,7 @@ public sealed record CnnFitResult(TransformerChain<ITransformer> Model, Training
 /// </example>
 public sealed class CnnClassifierEstimator : IEstimator<TransformerChain<ITransformer>>
 {
-    private const string LogitsColumn = "DeepVariants.Logits";
+    private const string LogitsColumn = ClassificationColumns.LogitsColumn;
     private readonly ModelContext _context;
 
     internal CnnClassifierEstimator(ModelContext context, CnnClassifierOptions options)
@@ -75,9 +75,8 @@ public sealed class CnnClassifierEstimator : IEstimator<TransformerChain<ITransf
         string[] outputs = gradCam is null ? [LogitsColumn] : [LogitsColumn, gradCam.Value.Item1];
         var onnxTransformer = OnnxServing.Apply(context, onnx, [input.TensorColumn], outputs, preparedTrain);
         var scored = onnxTransformer.Transform(preparedTrain);
-        var head = MLNetInternals.CreateSoftmaxHead(context.Environment, scored.Schema, LogitsColumn, labelColumn,
-            labels.ClassCount, labels.ClassNames, options.ScoreColumnName, options.PredictedLabelColumnName);
-        var drop = context.Transforms.DropColumns([LogitsColumn, .. input.TemporaryColumns]).Fit(head.Transform(scored));
+        var (head, drop) = ClassificationColumns.SoftmaxTail(context, scored, labelColumn, labels, options.ScoreColumnName,
+            options.PredictedLabelColumnName, [.. input.TemporaryColumns]);
         return (OnnxServing.Chain(preprocessing, onnxTransformer, head, drop), onnx);
     }
 

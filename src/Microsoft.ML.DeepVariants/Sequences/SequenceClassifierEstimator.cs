@@ -34,7 +34,7 @@ public sealed record SequenceFitResult(TransformerChain<ITransformer> Model, Tra
 /// </example>
 public sealed class SequenceClassifierEstimator : IEstimator<TransformerChain<ITransformer>>
 {
-    private const string LogitsColumn = "DeepVariants.Logits";
+    private const string LogitsColumn = ClassificationColumns.LogitsColumn;
     private readonly ModelContext _context;
 
     internal SequenceClassifierEstimator(ModelContext context, SequenceClassifierOptions options)
@@ -97,10 +97,9 @@ public sealed class SequenceClassifierEstimator : IEstimator<TransformerChain<IT
         byte[] onnx = network.ExportOnnx(onnxInput, inputSize, LogitsColumn);
         var onnxTransformer = OnnxServing.Apply(_context, onnx, [onnxInput], [LogitsColumn], prepared);
         var scored = onnxTransformer.Transform(prepared);
-        var head = MLNetInternals.CreateSoftmaxHead(_context.Environment, scored.Schema, LogitsColumn, labelColumn,
-            labels.ClassCount, labels.ClassNames, Options.ScoreColumnName, Options.PredictedLabelColumnName);
-        string[] temporary = padding is null ? [LogitsColumn] : [LogitsColumn, SeriesPadding.InputColumn, SeriesPadding.PaddedColumn];
-        var drop = _context.Transforms.DropColumns(temporary).Fit(head.Transform(scored));
+        string[] temporary = padding is null ? [] : [SeriesPadding.InputColumn, SeriesPadding.PaddedColumn];
+        var (head, drop) = ClassificationColumns.SoftmaxTail(_context, scored, labelColumn, labels, Options.ScoreColumnName,
+            Options.PredictedLabelColumnName, temporary);
         var model = OnnxServing.Chain(padding, onnxTransformer, head, drop);
         return new SequenceFitResult(model, history, onnx, network.ParameterCount, fixedSize > 0 ? fixedSize / channels : inputSize / channels);
     }

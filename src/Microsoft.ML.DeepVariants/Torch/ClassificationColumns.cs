@@ -7,6 +7,22 @@ internal static class ClassificationColumns
 {
     private const string KeyedLabelSuffix = ".Key";
 
+    /// <summary>The temporary column the classifiers' ONNX graphs write their logits to.</summary>
+    public const string LogitsColumn = "DeepVariants.Logits";
+
+    /// <summary>
+    /// What follows a graph that writes <see cref="LogitsColumn"/>: ML.NET's multiclass head (Score, PredictedLabel) and
+    /// a step that drops the logits and the other <paramref name="temporary"/> columns.
+    /// </summary>
+    public static (ITransformer Head, ITransformer Drop) SoftmaxTail(ModelContext context, IDataView scored, string labelColumn, LabelInfo labels,
+        string scoreColumn, string predictedLabelColumn, params string[] temporary)
+    {
+        var head = MLNetInternals.CreateSoftmaxHead(context.Environment, scored.Schema, LogitsColumn, labelColumn,
+            labels.ClassCount, labels.ClassNames, scoreColumn, predictedLabelColumn);
+        var drop = context.Transforms.DropColumns([LogitsColumn, .. temporary]).Fit(head.Transform(scored));
+        return (head, drop);
+    }
+
     /// <summary>
     /// The label as a key column: a key label is used as it is; any other type that <paramref name="accepts"/> is
     /// mapped to a key on the training data (so predicted labels carry the original values as key values) and the
