@@ -118,8 +118,10 @@ static (SearchSpace, ITrialRunner) Images(MLContext ml, string trainFolder, stri
     {
         if (!Directory.Exists(folder))
             throw new DirectoryNotFoundException($"Image folder '{folder}' does not exist; expected one folder of images per class.");
-        var rows = Directory.GetDirectories(folder).SelectMany(classFolder => Directory.EnumerateFiles(classFolder)
+        // Sorted, so that the class order and the rows (hence a seeded sweep) do not depend on how the file system lists them.
+        var rows = Directory.GetDirectories(folder).Order(StringComparer.Ordinal).SelectMany(classFolder => Directory.EnumerateFiles(classFolder)
             .Where(f => f.EndsWith(".png", StringComparison.OrdinalIgnoreCase) || f.EndsWith(".jpg", StringComparison.OrdinalIgnoreCase) || f.EndsWith(".jpeg", StringComparison.OrdinalIgnoreCase))
+            .Order(StringComparer.Ordinal)
             .Select(f => new ImageRow { ImagePath = Path.GetFullPath(f), Label = Path.GetFileName(classFolder) })).ToList();
         if (rows.Count == 0)
             throw new InvalidDataException($"Image folder '{folder}' has no .png or .jpg files in class folders.");

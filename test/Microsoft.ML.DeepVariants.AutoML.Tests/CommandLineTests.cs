@@ -26,7 +26,7 @@ public sealed class CommandLineTests
         string tool = Path.Combine(AppContext.BaseDirectory, "deepvariants.dll");
         string output = Path.Combine(root, "out");
         var start = new ProcessStartInfo("dotnet",
-            $"\"{tool}\" sweep --task image-classification --train \"{images}\" --trials 3 --epochs 6 --journal \"{Path.Combine(root, "sweep.db")}\" --output \"{output}\"")
+            $"\"{tool}\" sweep --task image-classification --train \"{images}\" --trials 3 --epochs 6 --early-stopping None --journal \"{Path.Combine(root, "sweep.db")}\" --output \"{output}\"")
         { RedirectStandardOutput = true, RedirectStandardError = true };
         using (var process = Process.Start(start)!)
         {
