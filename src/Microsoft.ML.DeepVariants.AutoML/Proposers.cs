@@ -14,7 +14,7 @@ public sealed class RandomSearchProposer(SearchSpace space, int seed) : IPropose
     /// <inheritdoc/>
     public Configuration Propose(int trialId, IReadOnlyList<TrialRecord> finished) => space.Sample(TrialRandom(seed, trialId));
 
-    internal static Random TrialRandom(int seed, int trialId) => new(HashCode.Combine(seed, trialId, 0x5eed) & int.MaxValue);
+    internal static Random TrialRandom(int seed, int trialId) => new(StableSeed.Mix(seed, trialId, 0x5eed));
 }
 
 /// <summary>

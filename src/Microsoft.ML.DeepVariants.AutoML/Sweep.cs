@@ -229,7 +229,7 @@ public sealed class Sweep(SearchSpace space, ITrialRunner runner, IProposer prop
                 var trialClock = Stopwatch.StartNew();
                 int bestEpoch = 0;
                 double best = double.NegativeInfinity;
-                var context = new TrialContext(next.Id, HashCode.Combine(settings.Seed, next.Id) & int.MaxValue, settings.EpochsPerTrial, settings.CancellationToken,
+                var context = new TrialContext(next.Id, StableSeed.Mix(settings.Seed, next.Id), settings.EpochsPerTrial, settings.CancellationToken,
                     (epoch, metric) =>
                     {
                         lock (_gate)
@@ -301,7 +301,7 @@ public sealed class Sweep(SearchSpace space, ITrialRunner runner, IProposer prop
     {
         ArgumentNullException.ThrowIfNull(result);
         var best = result.Best ?? throw new InvalidOperationException("No trial reported a metric, so there is no best configuration to refit.");
-        runner.Refit(best.Configuration, Math.Max(1, best.BestEpoch), HashCode.Combine(settings.Seed, best.Id) & int.MaxValue, modelPath);
+        runner.Refit(best.Configuration, Math.Max(1, best.BestEpoch), StableSeed.Mix(settings.Seed, best.Id), modelPath);
         string json = Path.ChangeExtension(Path.GetFullPath(modelPath), ".json");
         File.WriteAllText(json + ".tmp", best.Configuration.ToJson());
         File.Move(json + ".tmp", json, overwrite: true);

@@ -32,8 +32,8 @@ public sealed class CnnTrialRunner(MLContext mlContext, IDataView train, IDataVi
     private protected override TrainingOptions Options(Configuration configuration) =>
         SearchSpaces.ToCnnOptions(configuration, imageHeight, imageWidth, channels).Also(o => (o.FeatureColumnName, o.LabelColumnName) = (FeatureColumnName, LabelColumnName));
 
-    private protected override ITransformer Fit(MLContext context, TrainingOptions options, IDataView trainData, IDataView? validationData) =>
-        context.Transforms.DeepVariants.CnnClassifier((Cnn.CnnClassifierOptions)options).Train(trainData, validationData).Model;
+    private protected override IDeepVariantsEstimator Estimator(MLContext context, TrainingOptions options) =>
+        context.Transforms.DeepVariants.CnnClassifier((Cnn.CnnClassifierOptions)options);
 }
 
 /// <summary>Sequence-classification trials: LSTM/GRU classifiers from <see cref="SearchSpaces.Sequence"/> configurations, scored by validation accuracy.</summary>
@@ -45,8 +45,8 @@ public sealed class SequenceTrialRunner(MLContext mlContext, IDataView train, ID
     private protected override TrainingOptions Options(Configuration configuration) =>
         SearchSpaces.ToSequenceOptions(configuration, channels).Also(o => (o.FeatureColumnName, o.LabelColumnName) = (FeatureColumnName, LabelColumnName));
 
-    private protected override ITransformer Fit(MLContext context, TrainingOptions options, IDataView trainData, IDataView? validationData) =>
-        context.Transforms.DeepVariants.SequenceClassifier((SequenceClassifierOptions)options).Train(trainData, validationData).Model;
+    private protected override IDeepVariantsEstimator Estimator(MLContext context, TrainingOptions options) =>
+        context.Transforms.DeepVariants.SequenceClassifier((SequenceClassifierOptions)options);
 }
 
 /// <summary>What the classifier trial runners share: reporting each epoch's validation accuracy, and the refit on training plus validation data.</summary>
@@ -79,14 +79,14 @@ public abstract class ClassifierTrialRunner : ITrialRunner
         var options = Configure(configuration, context.MaxEpochs, context.Seed);
         options.Progress = new EpochReporter(context);
         options.CancellationToken = context.CancellationToken;
-        Fit(new MLContext(context.Seed), options, _train, _validation);
+        Estimator(new MLContext(context.Seed), options).Train(_train, _validation);
     }
 
     /// <inheritdoc/>
     public void Refit(Configuration configuration, int epochs, int seed, string modelPath)
     {
         var all = DataViewRows.Concatenate(_mlContext, _train, _validation, FeatureColumnName, LabelColumnName);
-        var model = Fit(new MLContext(seed), Configure(configuration, epochs, seed), all, null);
+        var model = Estimator(new MLContext(seed), Configure(configuration, epochs, seed)).Train(all).Model;
         if (_preprocessing is not null && _inputSchema is not null)
             ModelFiles.Save(_mlContext, new TransformerChain<ITransformer>(_preprocessing, model), _inputSchema, modelPath);
         else
@@ -96,8 +96,8 @@ public abstract class ClassifierTrialRunner : ITrialRunner
     /// <summary>The estimator's options for a configuration (columns included).</summary>
     private protected abstract TrainingOptions Options(Configuration configuration);
 
-    /// <summary>Trains with <paramref name="options"/> and returns the fitted model.</summary>
-    private protected abstract ITransformer Fit(MLContext context, TrainingOptions options, IDataView trainData, IDataView? validationData);
+    /// <summary>The estimator that trains with <paramref name="options"/>.</summary>
+    private protected abstract IDeepVariantsEstimator Estimator(MLContext context, TrainingOptions options);
 
     private TrainingOptions Configure(Configuration configuration, int epochs, int seed)
     {

@@ -60,8 +60,8 @@ public sealed class DeepVariantsCatalog
     /// <param name="learningRate">Adam's learning rate.</param>
     /// <example>
     /// <code>
-    /// var model = mlContext.Transforms.Conversion.MapValueToKey("Label")
-    ///     .Append(mlContext.Transforms.DeepVariants.CnnClassifier(28, 28, epochs: 2))
+    /// var model = mlContext.Transforms.DeepVariants.CnnClassifier(28, 28, epochs: 2)   // a text Label is keyed inside the fit
+    ///     .Append(mlContext.Transforms.Conversion.MapKeyToValue("PredictedClass", "PredictedLabel"))
     ///     .Fit(train);
     /// </code>
     /// </example>
@@ -217,7 +217,7 @@ public sealed class DeepVariantsCatalog
         Distill(teacher, new DistillationOptions { Student = student, Temperature = temperature, Alpha = alpha });
 
     /// <summary>
-    /// Magnitude pruning of a fitted CNN classifier (the <see cref="CnnFitResult"/> that <c>Train</c> returns): zeroes the
+    /// Magnitude pruning of a fitted classifier (the <see cref="FitResult"/> that <c>Train</c> returns): zeroes the
     /// smallest weights to the target sparsity, optionally fine-tunes, and reports sparsity per layer and accuracy.
     /// </summary>
     /// <example>
@@ -225,7 +225,7 @@ public sealed class DeepVariantsCatalog
     /// var result = mlContext.Transforms.DeepVariants.Prune(fitted, new PruningOptions { Sparsity = 0.8, Epochs = 1 }).Train(train, test);
     /// </code>
     /// </example>
-    public PruningEstimator Prune(CnnFitResult fitted, PruningOptions options) => new(_context, fitted, options);
+    public PruningEstimator Prune(FitResult fitted, PruningOptions options) => new(_context, fitted, options);
 
     /// <summary>Magnitude pruning to <paramref name="sparsity"/> (global threshold), then <paramref name="fineTuneEpochs"/> epochs of fine-tuning.</summary>
     /// <param name="fitted">The fitted classifier, as <c>Train</c> returns it.</param>
@@ -236,7 +236,7 @@ public sealed class DeepVariantsCatalog
     /// var pruned = mlContext.Transforms.DeepVariants.Prune(fitted, sparsity: 0.5).Fit(train);
     /// </code>
     /// </example>
-    public PruningEstimator Prune(CnnFitResult fitted, double sparsity = 0.5, int fineTuneEpochs = 0) =>
+    public PruningEstimator Prune(FitResult fitted, double sparsity = 0.5, int fineTuneEpochs = 0) =>
         Prune(fitted, new PruningOptions { Sparsity = sparsity, Epochs = fineTuneEpochs });
 
     internal static CnnClassifierOptions ClassifierOptions(int imageHeight, int imageWidth, int channels, string labelColumnName,

@@ -52,14 +52,15 @@ internal static class MLNetInternals
     }
 
     /// <summary>
-    /// ML.NET's own multiclass tail (the one LbfgsMaximumEntropy produces) over a logits column:
-    /// an identity-weight maximum-entropy model, so Score = softmax(logits) and PredictedLabel is the
-    /// arg-max as a key of the training label's type. It saves and loads with plain ML.NET.
+    /// ML.NET's own multiclass tail (the one LbfgsMaximumEntropy produces) over a logits column: an identity-weight
+    /// maximum-entropy model, so Score = softmax(logits) and PredictedLabel is the arg-max as a key with the label's key
+    /// values. Its training schema is made here (the logits and a label column of the label's key type and annotations),
+    /// so the head never reads the data's label: it predicts on rows that have none, and saves and loads with plain ML.NET.
     /// </summary>
-    public static ITransformer CreateSoftmaxHead(IHostEnvironment environment, DataViewSchema trainSchema,
-        string logitsColumn, string labelColumn, int classCount, string[] labelNames,
+    public static ITransformer CreateSoftmaxHead(IHostEnvironment environment, string logitsColumn, LabelInfo labels, string labelName,
         string scoreColumn = "Score", string predictedLabelColumn = "PredictedLabel")
     {
+        int classCount = labels.ClassCount;
         var weights = new VBuffer<float>[classCount];
         for (int k = 0; k < classCount; k++)
             weights[k] = new VBuffer<float>(classCount, 1, [1f], [k]);
@@ -69,13 +70,31 @@ internal static class MLNetInternals
                 [typeof(IHostEnvironment), typeof(VBuffer<float>[]), typeof(float[]), typeof(int), typeof(int), typeof(string[]), typeof(ModelStatisticsBase)]))
             ?? throw Changed("MaximumEntropyModelParameters(env, weights, bias, classes, features, names, stats) is gone");
         var model = (MaximumEntropyModelParameters)modelConstructor.Invoke(
-            [environment, weights, new float[classCount], classCount, classCount, labelNames, null]);
+            [environment, weights, new float[classCount], classCount, classCount, labels.ClassNames, null]);
 
         var transformerConstructor = typeof(MulticlassPredictionTransformer<MaximumEntropyModelParameters>).GetConstructors(Instance)
             .SingleOrDefault(c => c.GetParameters().Length == 7 && c.GetParameters()[2].ParameterType == typeof(DataViewSchema))
             ?? throw Changed("MulticlassPredictionTransformer(env, model, schema, feature, label, score, predictedLabel) is gone");
         return (ITransformer)transformerConstructor.Invoke(
-            [environment, model, trainSchema, logitsColumn, labelColumn, scoreColumn, predictedLabelColumn]);
+            [environment, model, HeadSchema(logitsColumn, labels, labelName), logitsColumn, labelName, scoreColumn, predictedLabelColumn]);
+    }
+
+    // The logits column and a label column of the label's key type, carrying its key values (the class names when it has none).
+    private static DataViewSchema HeadSchema(string logitsColumn, LabelInfo labels, string labelName)
+    {
+        var annotations = labels.Annotations;
+        if (annotations?.Schema.GetColumnOrNull("KeyValues") is null)
+        {
+            var builder = new DataViewSchema.Annotations.Builder();
+            string[] names = labels.ClassNames;
+            builder.Add("KeyValues", new VectorDataViewType(TextDataViewType.Instance, names.Length), (ref VBuffer<ReadOnlyMemory<char>> value) =>
+                value = new VBuffer<ReadOnlyMemory<char>>(names.Length, names.Select(n => n.AsMemory()).ToArray()));
+            annotations = builder.ToAnnotations();
+        }
+        var schema = new DataViewSchema.Builder();
+        schema.AddColumn(logitsColumn, new VectorDataViewType(NumberDataViewType.Single, labels.ClassCount));
+        schema.AddColumn(labelName, new KeyDataViewType(typeof(uint), labels.ClassCount), annotations);
+        return schema.ToSchema();
     }
 
     /// <summary>

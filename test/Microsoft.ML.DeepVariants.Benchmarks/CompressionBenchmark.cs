@@ -63,7 +63,7 @@ internal static class CompressionBenchmark
         }
 
         AnsiConsole.MarkupLine("Training the teacher ...");
-        CnnFitResult? teacher = null;
+        FitResult? teacher = null;
         ITransformer teacherModel;
         if (skipPruning && teacherCache is not null && File.Exists(teacherCache))
         {

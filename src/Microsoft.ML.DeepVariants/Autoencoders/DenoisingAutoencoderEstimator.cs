@@ -1,15 +1,7 @@
 using Microsoft.ML.Data;
-using Microsoft.ML.DeepVariants.Onnx;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.DeepVariants.Autoencoders;
-
-/// <summary>What fitting an autoencoder produced.</summary>
-/// <param name="Model">ML.NET and ONNX transformers only: saves with <c>mlContext.Model.Save</c> and predicts without TorchSharp.</param>
-/// <param name="History">Reconstruction loss per epoch.</param>
-/// <param name="OnnxModel">The exported graph.</param>
-/// <param name="ParameterCount">Trainable parameters.</param>
-public sealed record AutoencoderFitResult(TransformerChain<ITransformer> Model, TrainingHistory History, byte[] OnnxModel, long ParameterCount);
 
 /// <summary>
 /// A denoising autoencoder (Vincent et al. 2008): trained on corrupted inputs against clean targets, it learns
@@ -27,95 +19,67 @@ public sealed record AutoencoderFitResult(TransformerChain<ITransformer> Model, 
 /// var cleaned = denoiser.Transform(noisyImages);   // Denoised, Code, Score
 /// </code>
 /// </example>
-public sealed class DenoisingAutoencoderEstimator : IEstimator<TransformerChain<ITransformer>>
+public sealed class DenoisingAutoencoderEstimator : DeepVariantsEstimator<DenoisingAutoencoderOptions, FitResult>
 {
-    private const string ErrorColumn = "DeepVariants.ReconstructionError";
-    private readonly ModelContext _context;
+    internal DenoisingAutoencoderEstimator(ModelContext context, DenoisingAutoencoderOptions options) : base(context, options, "DeepVariants.Autoencoder") { }
 
-    internal DenoisingAutoencoderEstimator(ModelContext context, DenoisingAutoencoderOptions options)
+    private protected override FitTask CreateTask(SchemaView schema) => AutoencoderTask.Create(schema, Options);
+
+    /// <summary>The autoencoder's part of a fit: a float vector in, its reconstruction (and code) out, the error as a scalar Score.</summary>
+    private sealed class AutoencoderTask : FitTask
     {
-        ArgumentNullException.ThrowIfNull(options);
-        _context = context;
-        Options = options;
-    }
+        private readonly DenoisingAutoencoderOptions _options;
 
-    /// <summary>The options this estimator trains with.</summary>
-    public DenoisingAutoencoderOptions Options { get; }
+        private AutoencoderTask(DenoisingAutoencoderOptions options) => _options = options;
 
-    /// <summary>Trains on <paramref name="input"/> and returns the ML.NET model.</summary>
-    public TransformerChain<ITransformer> Fit(IDataView input) => Train(input).Model;
+        private const string ErrorColumn = "DeepVariants.ReconstructionError";
 
-    /// <summary>Trains, validating (and early stopping on the validation loss, when enabled) on <paramref name="validationData"/>.</summary>
-    public AutoencoderFitResult Train(IDataView trainData, IDataView? validationData = null)
-    {
-        ArgumentNullException.ThrowIfNull(trainData);
-        var o = Options;
-        o.Validate();
-        var log = _context.Logger("DeepVariants.Autoencoder");
-        int size = InputSize(trainData.Schema);
-        using var train = Read(trainData, size);
-        if (train.Count == 0)
-            throw new ArgumentException($"The training data is empty: column '{o.FeatureColumnName}' has no rows.", nameof(trainData));
-        using var validation = validationData is null ? null : Read(validationData, size);
+        public int Size { get; private init; }
 
-        int seed = _context.ResolveSeed(o.Seed);
-        var device = TorchDevices.Resolve(o.Device, _context.Environment, log);
-        random.manual_seed(seed);
-        using var network = AutoencoderNetwork.Create(o, size);
-        log($"Training a {o.Kind} denoising autoencoder ({network.ParameterCount:N0} parameters, code {o.CodeSize}) on {train.Count:N0} rows, device {device}, seed {seed}.");
-        // The reconstruction objective has no metric, so early stopping watches the validation loss.
-        var history = TorchTrainer.Train(network, train, validation, new ReconstructionObjective(), o, device, seed, log,
-            corrupt: Corruption.Any(o) ? x => Corruption.Apply(x, o) : null);
+        public static AutoencoderTask Create(SchemaView schema, DenoisingAutoencoderOptions o)
+        {
+            var feature = schema.Require(o.FeatureColumnName);
+            if (!feature.IsFloatVector || feature.Kind != SchemaShape.Column.VectorKind.Vector)
+                throw schema.Mismatch(feature, "a Vector<Single> of known size");
+            int imageSize = o.Channels * o.ImageHeight * o.ImageWidth;
+            if (schema.HasSizes && o.Kind == AutoencoderKind.Convolutional && feature.Size != imageSize)
+                throw schema.Mismatch(feature, $"Vector<Single, {imageSize}> ({o.Channels}x{o.ImageHeight}x{o.ImageWidth})");
+            if (o.CleanColumnName is not null)
+            {
+                var clean = schema.Require(o.CleanColumnName);
+                if (!clean.IsFloatVector || (schema.HasSizes && clean.Size != feature.Size))
+                    throw schema.Mismatch(clean, schema.HasSizes ? $"Vector<Single, {feature.Size}> (the size of '{o.FeatureColumnName}')" : "a Vector<Single> of known size");
+            }
+            return new AutoencoderTask(o)
+            {
+                Size = feature.Size,
+                Tail = new ServingTail.ScalarScore(ErrorColumn),
+                ExtraOutputs =
+                [
+                    MLNetInternals.SchemaColumn(o.DenoisedColumnName, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false),
+                    MLNetInternals.SchemaColumn(o.CodeColumnName, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false),
+                ],
+                Description = $"a {o.Kind} denoising autoencoder (code {o.CodeSize})",
+                InputColumn = o.FeatureColumnName,
+            };
+        }
 
-        byte[] onnx = network.ExportOnnx(o.FeatureColumnName, o.DenoisedColumnName, o.CodeColumnName, ErrorColumn);
-        var onnxTransformer = OnnxServing.Apply(_context, onnx, [o.FeatureColumnName], [o.DenoisedColumnName, o.CodeColumnName, ErrorColumn], trainData);
-        var scored = onnxTransformer.Transform(trainData);
-        var score = MLNetInternals.CreateScalarScoreHead(_context.Environment, scored.Schema, ErrorColumn);
-        var drop = _context.Transforms.DropColumns(ErrorColumn).Fit(score.Transform(scored));
-        return new AutoencoderFitResult(OnnxServing.Chain(onnxTransformer, score, drop), history, onnx, network.ParameterCount);
-    }
+        // Targets are the clean column when given, else the inputs themselves (stored once).
+        public override RowReader Reader(IDataView prepared, string role) => new(
+            new VectorFeatures(prepared.Schema[_options.FeatureColumnName], [Size]),
+            _options.CleanColumnName is { } clean ? new VectorTarget(prepared.Schema[clean], Size) : new SameAsFeatures([Size]));
 
-    /// <inheritdoc/>
-    public SchemaShape GetOutputSchema(SchemaShape inputSchema)
-    {
-        ArgumentNullException.ThrowIfNull(inputSchema);
-        Options.Validate();
-        var feature = inputSchema.FirstOrDefault(c => c.Name == Options.FeatureColumnName);
-        if (feature.Name != Options.FeatureColumnName)
-            throw DataViewReader.MissingColumn(Options.FeatureColumnName);
-        if (feature.ItemType != NumberDataViewType.Single || feature.Kind != SchemaShape.Column.VectorKind.Vector)
-            throw new ArgumentOutOfRangeException(Options.FeatureColumnName,
-                $"Schema mismatch for input column '{Options.FeatureColumnName}': expected a Vector<Single> of known size, got {feature.Kind} of {feature.ItemType}.");
-        var columns = inputSchema.ToDictionary(c => c.Name);
-        foreach (string vector in new[] { Options.DenoisedColumnName, Options.CodeColumnName })
-            columns[vector] = MLNetInternals.SchemaColumn(vector, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false);
-        columns["Score"] = MLNetInternals.SchemaColumn("Score", SchemaShape.Column.VectorKind.Scalar, NumberDataViewType.Single, false);
-        return new SchemaShape(columns.Values);
-    }
+        public override ITrainingObjective Objective => new ReconstructionObjective();
 
-    private int InputSize(DataViewSchema schema)
-    {
-        string column = Options.FeatureColumnName;
-        var col = schema.GetColumnOrNull(column) ?? throw DataViewReader.MissingColumn(column);
-        if (col.Type is not VectorDataViewType { ItemType: var item, Size: > 0 } vector || item != NumberDataViewType.Single)
-            throw DataViewReader.SchemaMismatch(column, "a Vector<Single> of known size", col.Type);
-        if (Options.Kind == AutoencoderKind.Convolutional && vector.Size != Options.Channels * Options.ImageHeight * Options.ImageWidth)
-            throw DataViewReader.SchemaMismatch(column,
-                $"Vector<Single, {Options.Channels * Options.ImageHeight * Options.ImageWidth}> ({Options.Channels}x{Options.ImageHeight}x{Options.ImageWidth})", col.Type);
-        if (Options.CleanColumnName is not null)
-            DataViewReader.RequireFloatVector(schema, Options.CleanColumnName, vector.Size);
-        return vector.Size;
-    }
+        public override Func<Tensor, Tensor>? Corrupt => Corruption.Any(_options) ? x => Corruption.Apply(x, _options) : null;
 
-    // Inputs are the feature column; targets are the clean column when given, else the inputs themselves.
-    private TensorDataset Read(IDataView data, int size)
-    {
-        var inputs = DataViewReader.Read(data, Options.FeatureColumnName, size, null, [size]);
-        if (Options.CleanColumnName is null)
-            return new TensorDataset(inputs.Inputs, inputs.Inputs.alias());
-        var clean = DataViewReader.Read(data, Options.CleanColumnName, size, null, [size]);
-        inputs.Targets.Dispose();
-        clean.Targets.Dispose();
-        return new TensorDataset(inputs.Inputs, clean.Inputs);
+        public override nn.Module<Tensor, Tensor> CreateNetwork() => AutoencoderNetwork.Create(_options, Size);
+
+        public override OnnxExport Export(nn.Module<Tensor, Tensor> network)
+        {
+            var o = _options;
+            byte[] onnx = ((AutoencoderNetwork)network).ExportOnnx(o.FeatureColumnName, o.DenoisedColumnName, o.CodeColumnName, ErrorColumn);
+            return new OnnxExport(onnx, [o.FeatureColumnName], [o.DenoisedColumnName, o.CodeColumnName, ErrorColumn]);
+        }
     }
 }

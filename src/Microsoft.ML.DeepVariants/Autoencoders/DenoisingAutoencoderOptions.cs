@@ -79,8 +79,7 @@ public sealed class DenoisingAutoencoderOptions : TrainingOptions
     public override void Validate()
     {
         base.Validate();
-        if (string.IsNullOrWhiteSpace(FeatureColumnName))
-            throw new ArgumentException("FeatureColumnName must name a column.", nameof(FeatureColumnName));
+        RequireColumnNames((nameof(FeatureColumnName), FeatureColumnName));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(CodeSize, nameof(CodeSize));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(Depth, nameof(Depth));
         if (Width is <= 0)

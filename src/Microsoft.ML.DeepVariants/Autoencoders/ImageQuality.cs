@@ -107,11 +107,11 @@ public static class ImageQuality
     private static IEnumerable<(float[] Image, float[] Reference)> Pairs(IDataView data, string column, string referenceColumn)
     {
         ArgumentNullException.ThrowIfNull(data);
-        var a = data.Schema.GetColumnOrNull(column) ?? throw DataViewReader.MissingColumn(column);
-        var b = data.Schema.GetColumnOrNull(referenceColumn) ?? throw DataViewReader.MissingColumn(referenceColumn);
+        var a = data.Schema.GetColumnOrNull(column) ?? throw SchemaView.MissingColumn(column);
+        var b = data.Schema.GetColumnOrNull(referenceColumn) ?? throw SchemaView.MissingColumn(referenceColumn);
         foreach (var col in new[] { a, b })
             if (col.Type is not VectorDataViewType { ItemType: var item } || item != NumberDataViewType.Single)
-                throw DataViewReader.SchemaMismatch(col.Name, "Vector<Single>", col.Type);
+                throw SchemaView.SchemaMismatch(col.Name, "Vector<Single>", col.Type);
         using var cursor = data.GetRowCursor([a, b]);
         var getA = cursor.GetGetter<VBuffer<float>>(a);
         var getB = cursor.GetGetter<VBuffer<float>>(b);

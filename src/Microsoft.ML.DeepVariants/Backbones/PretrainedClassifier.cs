@@ -68,8 +68,7 @@ public sealed class PretrainedClassifierOptions : TrainingOptions
         base.Validate();
         ArgumentNullException.ThrowIfNull(Backbone, nameof(Backbone));
         Backbone.Validate();
-        if (string.IsNullOrWhiteSpace(LabelColumnName))
-            throw new ArgumentException("LabelColumnName must name a column.", nameof(LabelColumnName));
+        RequireColumnNames((nameof(LabelColumnName), LabelColumnName));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(TrainableBlocks, nameof(TrainableBlocks));
         if (Training == BackboneTraining.Prefixes && TrainablePrefixes.Length == 0)
             throw new ArgumentException("Training = Prefixes needs at least one name in TrainablePrefixes.", nameof(TrainablePrefixes));
@@ -82,10 +81,14 @@ public sealed class PretrainedClassifierOptions : TrainingOptions
 /// <param name="Model">The fitted model: ML.NET's ONNX transformer over the backbone with its trained weights and the head, then ML.NET's multiclass head.</param>
 /// <param name="History">Loss and metrics per epoch.</param>
 /// <param name="OnnxModel">The exported graph (pixels in, logits out).</param>
-/// <param name="TrainableParameters">Weights that trained (backbone and head).</param>
+/// <param name="ParameterCount">Weights that trained (backbone and head).</param>
 /// <param name="TrainableNodes">The backbone nodes that trained.</param>
-public sealed record PretrainedFitResult(TransformerChain<ITransformer> Model, TrainingHistory History, byte[] OnnxModel, long TrainableParameters,
-    IReadOnlyList<string> TrainableNodes);
+public sealed record PretrainedFitResult(TransformerChain<ITransformer> Model, TrainingHistory History, byte[] OnnxModel, long ParameterCount,
+    IReadOnlyList<string> TrainableNodes) : FitResult(Model, History, OnnxModel, ParameterCount)
+{
+    /// <summary>Weights that trained (backbone and head): the same as <see cref="FitResult.ParameterCount"/>.</summary>
+    public long TrainableParameters => ParameterCount;
+}
 
 /// <summary>
 /// Fine-tunes a classifier on a pretrained ONNX backbone: the graph is imported into TorchSharp, a linear head is
@@ -101,73 +104,79 @@ public sealed record PretrainedFitResult(TransformerChain<ITransformer> Model, T
 /// }).Fit(pixels);
 /// </code>
 /// </example>
-public sealed class PretrainedClassifierEstimator : IEstimator<TransformerChain<ITransformer>>
+public sealed class PretrainedClassifierEstimator : DeepVariantsEstimator<PretrainedClassifierOptions, PretrainedFitResult>
 {
-    private const string LogitsColumn = ClassificationColumns.LogitsColumn;
-    private readonly ModelContext _context;
+    internal PretrainedClassifierEstimator(ModelContext context, PretrainedClassifierOptions options) : base(context, options, "DeepVariants.Backbones") { }
 
-    internal PretrainedClassifierEstimator(ModelContext context, PretrainedClassifierOptions options)
+    private protected override FitTask CreateTask(SchemaView schema) => PretrainedTask.Create(schema, Options);
+
+    /// <summary>The pretrained classifier's part of a fit: pixels in, the imported backbone's frozen part computed once, the rest and a head trained.</summary>
+    private sealed class PretrainedTask : FitTask
     {
-        ArgumentNullException.ThrowIfNull(options);
-        _context = context;
-        Options = options;
-    }
+        private readonly PretrainedClassifierOptions _options;
+        private byte[]? _onnx;
+        private string _cut = "";
 
-    /// <summary>The options.</summary>
-    public PretrainedClassifierOptions Options { get; }
+        private PretrainedTask(PretrainedClassifierOptions options) => _options = options;
 
-    /// <summary>Fine-tunes on <paramref name="input"/> and returns the model.</summary>
-    public TransformerChain<ITransformer> Fit(IDataView input) => Train(input).Model;
+        private int Size => _options.Backbone.Channels * _options.Backbone.ImageHeight * _options.Backbone.ImageWidth;
 
-    /// <summary>Fine-tunes, validating on <paramref name="validationData"/> when given.</summary>
-    public PretrainedFitResult Train(IDataView trainData, IDataView? validationData = null)
-    {
-        ArgumentNullException.ThrowIfNull(trainData);
-        Options.Validate();
-        var log = _context.Logger("DeepVariants.Backbones");
-        var backboneOptions = Options.Backbone;
-        string pixels = backboneOptions.InputColumnName;
-        int size = backboneOptions.Channels * backboneOptions.ImageHeight * backboneOptions.ImageWidth;
-        DataViewReader.RequireFloatVector(trainData.Schema, pixels, size);
-        (string labelColumn, var train, var validation, _) = ClassificationColumns.KeyedLabel(_context, Options.LabelColumnName, trainData, validationData,
-            type => type is PrimitiveDataViewType, "a key, text, number or boolean label");
-        var labels = DataViewReader.RequireKeyLabel(train.Schema, labelColumn);
-        using var trainSet = DataViewReader.Read(train, pixels, size, labelColumn, [size]);
-        using var validationSet = validation is null ? null : DataViewReader.Read(validation, pixels, size, labelColumn, [size]);
+        public static PretrainedTask Create(SchemaView schema, PretrainedClassifierOptions o)
+        {
+            var pixels = schema.Require(o.Backbone.InputColumnName);
+            int size = o.Backbone.Channels * o.Backbone.ImageHeight * o.Backbone.ImageWidth;
+            if (!pixels.IsFloatVector || (schema.HasSizes && pixels.Size != size))
+                throw schema.Mismatch(pixels, $"Vector<Single, {size}>");
+            var label = ClassLabels.Check(schema, o.LabelColumnName);
+            return new PretrainedTask(o)
+            {
+                Label = label,
+                Tail = new ServingTail.Multiclass(o.ScoreColumnName, o.PredictedLabelColumnName),
+                Description = $"a classifier on the pretrained backbone '{Path.GetFileName(o.Backbone.ModelPath)}'",
+                RawInput = (o.Backbone.InputColumnName, size),
+                InputColumn = o.Backbone.InputColumnName,
+            };
+        }
 
-        byte[] onnx = File.ReadAllBytes(backboneOptions.ModelPath);
-        string cut = backboneOptions.OutputNodeName ?? global::Onnx.ModelProto.Parser.ParseFrom(onnx).Graph.Output[0].Name;
-        int seed = _context.ResolveSeed(Options.Seed);
-        var device = TorchDevices.Resolve(Options.Device, _context.Environment, log);
-        random.manual_seed(seed);
-        using var network = new FineTunedNetwork(OnnxImporter.Import(onnx, cut), backboneOptions, labels.ClassCount, Options);
-        log($"Fine-tuning {network.TrainableNodes.Count} of {network.Backbone.NodeNames.Count} backbone nodes ({network.TrainableParameterCount:N0} trainable weights with the head) on {trainSet.Count:N0} images, device {device}.");
+        public override FitResult Result(FitResult result, nn.Module<Tensor, Tensor> network) =>
+            new PretrainedFitResult(result.Model, result.History, result.OnnxModel, result.ParameterCount, ((FineTunedNetwork)network).TrainableNodes) { Trained = result.Trained };
+
+        public override RowReader Reader(IDataView prepared, string role) => new(
+            new VectorFeatures(prepared.Schema[_options.Backbone.InputColumnName], [Size]),
+            new ClassTarget(prepared.Schema[Fit.Label!.KeyColumn], Fit.Label.UserColumn));
+
+        public override nn.Module<Tensor, Tensor> CreateNetwork()
+        {
+            _onnx ??= File.ReadAllBytes(_options.Backbone.ModelPath);
+            _cut = _options.Backbone.OutputNodeName ?? global::Onnx.ModelProto.Parser.ParseFrom(_onnx).Graph.Output[0].Name;
+            return new FineTunedNetwork(OnnxImporter.Import(_onnx, _cut), _options.Backbone, Fit.Label!.Info.ClassCount, _options);
+        }
+
         // The frozen part of the backbone gives the same values every epoch: it runs once, and training runs the rest.
-        network.to(device);
-        using var cachedTrain = network.Cache(trainSet, Options.BatchSize, device);
-        using var cachedValidation = validationSet is null ? null : network.Cache(validationSet, Options.BatchSize, device);
-        var history = TorchTrainer.Train(network, cachedTrain, cachedValidation, new ClassificationObjective(), Options, device, seed, log);
+        public override void Initialize(nn.Module<Tensor, Tensor> module)
+        {
+            var network = (FineTunedNetwork)module;
+            var fit = Fit;
+            network.to(fit.Device);
+            fit.Log($"Fine-tuning {network.TrainableNodes.Count} of {network.Backbone.NodeNames.Count} backbone nodes; computing the frozen part once per image.");
+            var pixels = fit.TrainSource;
+            fit.TrainSource = network.Cache(pixels, _options.BatchSize, fit.Device);
+            pixels.Dispose();
+            if (fit.ValidationSource is { } validation)
+            {
+                fit.ValidationSource = network.Cache(validation, _options.BatchSize, fit.Device);
+                validation.Dispose();
+            }
+        }
 
-        var graph = OnnxGraphSurgery.Build(onnx, cut, backboneOptions.Preprocessing(), pixels, LogitsColumn, batched: false,
-            network.Backbone.GlobalPoolNodes, network.HeadWeight.shape[1], network.Backbone.TrainedInitializers(), (network.HeadWeight, network.HeadBias));
-        var onnxTransformer = OnnxServing.Apply(_context, graph, [pixels], [LogitsColumn], train);
-        var scored = onnxTransformer.Transform(train);
-        var (head, drop) = ClassificationColumns.SoftmaxTail(_context, scored, labelColumn, labels, Options.ScoreColumnName, Options.PredictedLabelColumnName);
-        return new PretrainedFitResult(OnnxServing.Chain(onnxTransformer, head, drop), history, graph, network.TrainableParameterCount, network.TrainableNodes);
-    }
-
-    /// <inheritdoc/>
-    public SchemaShape GetOutputSchema(SchemaShape inputSchema)
-    {
-        ArgumentNullException.ThrowIfNull(inputSchema);
-        Options.Validate();
-        var columns = inputSchema.ToDictionary(c => c.Name);
-        if (!columns.ContainsKey(Options.Backbone.InputColumnName))
-            throw DataViewReader.MissingColumn(Options.Backbone.InputColumnName);
-        if (!columns.TryGetValue(Options.LabelColumnName, out var label))
-            throw DataViewReader.MissingColumn(Options.LabelColumnName);
-        ClassificationColumns.AddMulticlassOutputs(columns, label, Options.ScoreColumnName, Options.PredictedLabelColumnName);
-        return new SchemaShape(columns.Values);
+        public override OnnxExport Export(nn.Module<Tensor, Tensor> module)
+        {
+            var network = (FineTunedNetwork)module;
+            string pixels = _options.Backbone.InputColumnName, logits = ClassificationColumns.LogitsColumn;
+            var graph = OnnxGraphSurgery.Build(_onnx!, _cut, _options.Backbone.Preprocessing(), pixels, logits, batched: false,
+                network.Backbone.GlobalPoolNodes, network.HeadWeight.shape[1], network.Backbone.TrainedInitializers(), (network.HeadWeight, network.HeadBias));
+            return new OnnxExport(graph, [pixels], [logits]);
+        }
     }
 }
 
@@ -240,30 +249,43 @@ internal sealed class FineTunedNetwork : nn.Module<Tensor, Tensor>, ILearningRat
         return head.call(backbone.RunSuffix(_suffix, _boundary, parts).flatten(1));
     }
 
-    /// <summary>Runs the preprocessing and the frozen part on every image once (without gradients) and keeps the boundary values, flattened.</summary>
-    public TensorDataset Cache(TensorDataset pixels, int batchSize, Device device)
+    /// <summary>Runs the preprocessing and the frozen part on every image once (without gradients) and keeps the boundary values, flattened, with the targets.</summary>
+    public InMemoryBatchSource Cache(IBatchSource pixels, int batchSize, Device device)
     {
         backbone.eval();
         using var noGrad = no_grad();
-        var rows = new List<Tensor>();
-        for (long start = 0; start < pixels.Count; start += batchSize)
+        Tensor? cached = null, targets = null;
+        long row = 0;
+        try
         {
-            using var scope = NewDisposeScope();
-            var batch = pixels.Inputs.narrow(0, start, Math.Min(batchSize, pixels.Count - start)).to(device);
-            var images = Preprocess(batch);
-            var names = backbone.BoundaryValues(_suffix);
-            var values = backbone.Capture(images, names);
-            if (_boundaryShapes.Length == 0)
+            foreach (var batch in pixels.Batches(batchSize, shuffle: false, seed: 0, epoch: 0, CancellationToken.None))
             {
-                _boundary = names;
-                _boundaryShapes = values.Select(v => v.shape.Skip(1).ToArray()).ToArray();
+                using (batch)
+                {
+                    using var scope = NewDisposeScope();
+                    var names = backbone.BoundaryValues(_suffix);
+                    var values = backbone.Capture(Preprocess(batch.Inputs.to(device)), names);
+                    if (_boundaryShapes.Length == 0)
+                    {
+                        _boundary = names;
+                        _boundaryShapes = values.Select(v => v.shape.Skip(1).ToArray()).ToArray();
+                    }
+                    var flat = cat(values.Select(v => v.flatten(1)).ToArray(), 1).cpu();
+                    cached ??= empty(pixels.Rows, flat.shape[1]).DetachFromDisposeScope();
+                    targets ??= empty([pixels.Rows, .. batch.Targets.shape.Skip(1)], batch.Targets.dtype).DetachFromDisposeScope();
+                    cached.narrow(0, row, batch.Rows).copy_(flat);
+                    targets.narrow(0, row, batch.Rows).copy_(batch.Targets);
+                    row += batch.Rows;
+                }
             }
-            rows.Add(cat(values.Select(v => v.flatten(1)).ToArray(), 1).cpu().MoveToOuterDisposeScope());
+            return new InMemoryBatchSource(cached!, targets!);
         }
-        var cached = cat(rows.ToArray(), 0);
-        foreach (var row in rows)
-            row.Dispose();
-        return new TensorDataset(cached, pixels.Targets.clone());
+        catch
+        {
+            cached?.Dispose();
+            targets?.Dispose();
+            throw;
+        }
     }
 
     private Tensor Features(Tensor pixels) => backbone.call(Preprocess(pixels)).flatten(1);

@@ -74,7 +74,7 @@ public sealed class PretrainedFeaturizerEstimator : IEstimator<ITransformer>
         ArgumentNullException.ThrowIfNull(input);
         Options.Validate();
         int size = Options.Channels * Options.ImageHeight * Options.ImageWidth;
-        DataViewReader.RequireFloatVector(input.Schema, Options.InputColumnName, size);
+        SchemaView.RequireFloatVector(input.Schema, Options.InputColumnName, size);
         byte[] backbone = File.ReadAllBytes(Options.ModelPath);
         string cut = Options.OutputNodeName ?? global::Onnx.ModelProto.Parser.ParseFrom(backbone).Graph.Output[0].Name;
         var preprocessing = Options.Preprocessing();
@@ -95,7 +95,7 @@ public sealed class PretrainedFeaturizerEstimator : IEstimator<ITransformer>
         Options.Validate();
         var columns = inputSchema.ToDictionary(c => c.Name);
         if (!columns.TryGetValue(Options.InputColumnName, out var pixels))
-            throw DataViewReader.MissingColumn(Options.InputColumnName);
+            throw SchemaView.MissingColumn(Options.InputColumnName);
         if (pixels.ItemType != NumberDataViewType.Single || pixels.Kind != SchemaShape.Column.VectorKind.Vector)
             throw new ArgumentOutOfRangeException(Options.InputColumnName,
                 $"Schema mismatch for input column '{Options.InputColumnName}': expected Vector<Single, {Options.Channels * Options.ImageHeight * Options.ImageWidth}>, got {pixels.Kind} of {pixels.ItemType}.");
@@ -134,7 +134,7 @@ internal sealed class BatchedOnnxTransformer : ITransformer, IDisposable
 
     public IDataView Transform(IDataView input)
     {
-        DataViewReader.RequireFloatVector(input.Schema, _input, _size);
+        SchemaView.RequireFloatVector(input.Schema, _input, _size);
         var schema = _serving.GetOutputSchema(input.Schema);
         return new ColumnAppendedDataView(input, schema, _output, new Lazy<float[][]>(() => Featurize(input)));
     }

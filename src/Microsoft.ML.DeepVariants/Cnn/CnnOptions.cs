@@ -35,10 +35,7 @@ public class CnnOptions : TrainingOptions
     public override void Validate()
     {
         base.Validate();
-        if (string.IsNullOrWhiteSpace(FeatureColumnName))
-            throw new ArgumentException("FeatureColumnName must name a column.", nameof(FeatureColumnName));
-        if (string.IsNullOrWhiteSpace(LabelColumnName))
-            throw new ArgumentException("LabelColumnName must name a column.", nameof(LabelColumnName));
+        RequireColumnNames((nameof(FeatureColumnName), FeatureColumnName), (nameof(LabelColumnName), LabelColumnName));
         ArgumentOutOfRangeException.ThrowIfNegative(ImageHeight, nameof(ImageHeight));
         ArgumentOutOfRangeException.ThrowIfNegative(ImageWidth, nameof(ImageWidth));
         if (Channels is not (1 or 3))

@@ -17,7 +17,7 @@ namespace Microsoft.ML.DeepVariants.Distillation;
 /// mlContext.Model.Save(student, train.Schema, "student.zip");
 /// </code>
 /// </example>
-public sealed class DistillationEstimator : IEstimator<TransformerChain<ITransformer>>
+public sealed class DistillationEstimator : IDeepVariantsEstimator
 {
     private readonly ModelContext _context;
     private readonly ITransformer _teacher;
@@ -38,12 +38,12 @@ public sealed class DistillationEstimator : IEstimator<TransformerChain<ITransfo
     public TransformerChain<ITransformer> Fit(IDataView input) => Train(input).Model;
 
     /// <summary>Distills and returns the student with its training history and ONNX graph; the validation data is scored by the teacher too.</summary>
-    public CnnFitResult Train(IDataView trainData, IDataView? validationData = null)
+    public FitResult Train(IDataView trainData, IDataView? validationData = null)
     {
         Options.Validate();
         var student = new CnnClassifierEstimator(_context, Options.Student);
         var targets = new TeacherTargets(_teacher, Options, _context.Logger("DeepVariants.Distillation"));
-        return student.Train(trainData, validationData, targets);
+        return student.Train(trainData, validationData, targets.Extension());
     }
 
     /// <inheritdoc/>

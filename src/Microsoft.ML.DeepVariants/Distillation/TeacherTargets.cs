@@ -1,51 +1,90 @@
-using System.Diagnostics;
+using System.Runtime.InteropServices;
 using Microsoft.ML.Data;
-using Microsoft.ML.DeepVariants.Cnn;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.DeepVariants.Distillation;
 
 /// <summary>
-/// Distillation targets: the hard label next to the teacher's logits. The teacher is any fitted ML.NET transformer
-/// with a class-score column; it scores a whole data set in one pass (once, since its outputs do not change between
-/// epochs), or each augmented training batch, which is then wrapped as an IDataView of the feature column.
+/// Distillation as an extension of an ordinary classifier fit: the teacher (any fitted ML.NET transformer with a
+/// class-score column) scores the raw rows, its scores travel as a column next to the student's input, and each row's
+/// target is the hard label followed by the teacher's logits in the student's class order. In memory the teacher scores
+/// every row once (its outputs do not change between epochs); streamed, it scores each batch as it is read. With
+/// augmentation it scores each augmented batch instead, from the student's feature column.
 /// </summary>
-internal sealed class TeacherTargets : ICnnTrainingTargets
+internal sealed class TeacherTargets
 {
+    private const string TeacherColumn = "DeepVariants.TeacherScore";
     private readonly ITransformer _teacher;
     private readonly DistillationOptions _options;
     private readonly MLContext _batchContext = new();
     private readonly Action<string> _log;
+    private bool? _probabilities;
 
     public TeacherTargets(ITransformer teacher, DistillationOptions options, Action<string> log)
     {
         _teacher = teacher;
         _options = options;
         _log = log;
-        Objective = new DistillationObjective(options.Temperature, options.Alpha);
     }
 
-    public ITrainingObjective Objective { get; }
-
-    public Tensor ForRows(IDataView original, Tensor classIndices, LabelInfo labels, string role)
+    public TrainingExtension Extension() => new()
     {
-        var clock = Stopwatch.StartNew();
-        var logits = TeacherLogits(_teacher.Transform(original), labels, classIndices.shape[0], role);
-        // The teacher's agreement with the labels shows at once whether its classes line up with the student's.
-        double agreement = logits.argmax(1).eq(classIndices).to_type(ScalarType.Float64).mean().item<double>();
-        _log($"Teacher scored {classIndices.shape[0]:N0} {role} rows in {clock.Elapsed.TotalSeconds:F1} s; it agrees with {agreement:P1} of their labels.");
-        using (logits)
-            return DistillationObjective.Targets(classIndices, logits);
+        AddColumns = (raw, role) =>
+        {
+            var scored = _teacher.Transform(raw);
+            RequireScoreColumn(scored.Schema, role);
+            return _batchContext.Transforms.CopyColumns(TeacherColumn, _options.TeacherScoreColumnName).Fit(scored).Transform(scored);
+        },
+        Targets = (prepared, role, fit) => Target(prepared, role, fit.Label!),
+        Objective = new DistillationObjective(_options.Temperature, _options.Alpha),
+        BatchTargets = task => ForAugmentedBatches(task.RawInput, task.Fit.Label!.Info),
+    };
+
+    private TargetReader Target(IDataView prepared, string role, LabelBinding label)
+    {
+        var column = prepared.Schema[TeacherColumn];
+        var slots = ClassSlots(column, ((VectorDataViewType)column.Type).Size, label.Info, _options.TeacherScoreColumnName);
+        _probabilities ??= _options.TeacherScores switch
+        {
+            TeacherScoreKind.Probabilities => true,
+            TeacherScoreKind.Logits => false,
+            _ => LooksLikeProbabilities(prepared, column, prepared.Schema[label.KeyColumn], slots, role),
+        };
+        return new TeacherTarget(prepared.Schema[label.KeyColumn], column, slots, _probabilities.Value, label.UserColumn, _options.TeacherScoreColumnName);
     }
 
-    public Func<Tensor, Tensor, Tensor>? ForAugmentedBatches(CnnInput input, LabelInfo labels)
+    // Probabilities (what ML.NET's multiclass heads write) when the first rows' scores are in [0, 1] and sum to 1.
+    private bool LooksLikeProbabilities(IDataView prepared, DataViewSchema.Column column, DataViewSchema.Column key, int[] slots, string role)
     {
-        if (input.Preprocessing is not null)
+        using var cursor = prepared.GetRowCursor([column, key]);
+        var get = cursor.GetGetter<VBuffer<float>>(column);
+        var getKey = cursor.GetGetter<uint>(key);
+        VBuffer<float> buffer = default;
+        uint label = 0;
+        bool probabilities = true;
+        int rows = 0, agree = 0;
+        while (rows < 1000 && cursor.MoveNext())
+        {
+            get(ref buffer);
+            getKey(ref label);
+            var dense = buffer.DenseValues().ToArray();
+            var scores = slots.Select(s => dense[s]).ToArray();
+            probabilities &= scores.All(v => v >= 0 && v <= 1) && Math.Abs(scores.Sum() - 1) < 1e-3;
+            agree += label > 0 && Array.IndexOf(scores, scores.Max()) == label - 1 ? 1 : 0;
+            rows++;
+        }
+        _log($"The teacher's '{_options.TeacherScoreColumnName}' holds {(probabilities ? "probabilities" : "logits")}; it agrees with {(double)agree / Math.Max(1, rows):P1} of the first {rows} {role} labels.");
+        return probabilities;
+    }
+
+    public Func<Tensor, Tensor, Tensor>? ForAugmentedBatches((string Column, int Size)? rawInput, LabelInfo labels)
+    {
+        if (rawInput is not { } input)
             throw new NotSupportedException(
-                $"Distillation with augmentation scores each augmented batch with the teacher, from the float vector column '{input.TensorColumn}'. " +
+                "Distillation with augmentation scores each augmented batch with the teacher, from the student's float vector column. " +
                 "The student reads an image column instead; extract the pixels before both models, or turn augmentation off.");
         var schema = SchemaDefinition.Create(typeof(BatchRow));
-        schema[nameof(BatchRow.Features)].ColumnName = input.TensorColumn;
+        schema[nameof(BatchRow.Features)].ColumnName = input.Column;
         schema[nameof(BatchRow.Features)].ColumnType = new VectorDataViewType(NumberDataViewType.Single, input.Size);
         return (images, targets) =>
         {
@@ -55,70 +94,52 @@ internal sealed class TeacherTargets : ICnnTrainingTargets
             try
             {
                 scored = _teacher.Transform(_batchContext.Data.LoadFromEnumerable(rows, schema));
+                RequireScoreColumn(scored.Schema, "augmented");
             }
             catch (ArgumentOutOfRangeException e)
             {
                 throw new InvalidOperationException(
-                    $"The teacher could not score an augmented batch from column '{input.TensorColumn}' alone ({e.Message}). " +
+                    $"The teacher could not score an augmented batch from column '{input.Column}' alone ({e.Message}). " +
                     "With augmentation the teacher sees only the student's feature column; turn augmentation off to score the original rows.", e);
             }
-            using var logits = TeacherLogits(scored, labels, images.shape[0], "augmented");
-            return DistillationObjective.Targets(targets.select(1, 0), logits.to(targets.device));
+            var column = scored.Schema[_options.TeacherScoreColumnName];
+            var slots = ClassSlots(column, ((VectorDataViewType)column.Type).Size, labels, column.Name);
+            bool probabilities = _probabilities ?? _options.TeacherScores != TeacherScoreKind.Logits;
+            var logits = new float[images.shape[0] * labels.ClassCount];
+            using (var cursor = scored.GetRowCursor([column]))
+            {
+                var get = cursor.GetGetter<VBuffer<float>>(column);
+                VBuffer<float> buffer = default;
+                for (int row = 0; cursor.MoveNext(); row++)
+                {
+                    get(ref buffer);
+                    TeacherTarget.Logits(buffer, slots, probabilities, logits.AsSpan(row * labels.ClassCount, labels.ClassCount), column.Name, row, "augmented");
+                }
+            }
+            using var teacher = tensor(logits, [images.shape[0], labels.ClassCount]);
+            return DistillationObjective.Targets(targets.select(1, 0), teacher.to(targets.device));
         };
     }
 
-    /// <summary>The teacher's scores as logits [N, K] in the student's class order.</summary>
-    private Tensor TeacherLogits(IDataView scored, LabelInfo labels, long expectedRows, string role)
+    private void RequireScoreColumn(DataViewSchema schema, string role)
     {
         string column = _options.TeacherScoreColumnName;
-        var col = scored.Schema.GetColumnOrNull(column)
-            ?? throw new ArgumentOutOfRangeException(column, $"The teacher's output has no column '{column}'; set TeacherScoreColumnName to its class-score column.");
-        if (col.Type is not VectorDataViewType { ItemType: NumberDataViewType item, Size: > 0 } vector || item != NumberDataViewType.Single)
-            throw DataViewReader.SchemaMismatch(column, "a known-size Vector<Single> of class scores", col.Type);
-        int[] slotOfClass = ClassSlots(col, vector.Size, labels);
-
-        var values = new List<float>();
-        using (var cursor = scored.GetRowCursor([col]))
-        {
-            var get = cursor.GetGetter<VBuffer<float>>(col);
-            VBuffer<float> buffer = default;
-            while (cursor.MoveNext())
-            {
-                get(ref buffer);
-                var dense = buffer.DenseValues().ToArray();
-                foreach (int slot in slotOfClass)
-                    values.Add(dense[slot]);
-            }
-        }
-        long rows = values.Count / labels.ClassCount;
-        if (rows != expectedRows)
-            throw new InvalidOperationException($"The teacher returned {rows} rows of '{column}' for {expectedRows} {role} rows; it must score every row once, in order.");
-        var scores = tensor(values.ToArray(), [rows, labels.ClassCount]);
-        if (!scores.isfinite().all().item<bool>())
-            throw new ArgumentOutOfRangeException(column, $"The teacher's '{column}' has NaN or infinite values in the {role} rows.");
-        bool probabilities = _options.TeacherScores switch
-        {
-            TeacherScoreKind.Probabilities => true,
-            TeacherScoreKind.Logits => false,
-            _ => scores.ge(0).all().item<bool>() && scores.le(1).all().item<bool>()
-                 && (scores.sum(1) - 1).abs().max().item<float>() < 1e-3f,
-        };
-        if (!probabilities)
-            return scores;
-        // log p is a logit up to a constant per row, which softmax ignores; the floor keeps log 0 finite.
-        using (scores)
-            return scores.clamp_min(1e-7).log();
+        var col = schema.GetColumnOrNull(column)
+            ?? throw new ArgumentOutOfRangeException(nameof(DistillationOptions.TeacherScoreColumnName),
+                $"The teacher's output for the {role} rows has no column '{column}'; set TeacherScoreColumnName to its class-score column.");
+        if (col.Type is not VectorDataViewType { ItemType: NumberDataViewType item, Size: > 0 } || item != NumberDataViewType.Single)
+            throw SchemaView.SchemaMismatch(column, "a known-size Vector<Single> of class scores", col.Type, role);
     }
 
     // Aligns the teacher's slots with the student's classes by name when the teacher names its slots; else by position.
-    private static int[] ClassSlots(DataViewSchema.Column column, int slots, LabelInfo labels)
+    private static int[] ClassSlots(DataViewSchema.Column column, int slots, LabelInfo labels, string userName)
     {
         var names = SlotNames(column, slots);
         if (names is not null && names.Distinct().Count() == slots && labels.ClassNames.All(names.Contains))
             return labels.ClassNames.Select(name => Array.IndexOf(names, name)).ToArray();
         if (slots != labels.ClassCount)
-            throw new ArgumentOutOfRangeException(column.Name,
-                $"The teacher's '{column.Name}' has {slots} class scores but the student's label has {labels.ClassCount} classes" +
+            throw new ArgumentOutOfRangeException(userName,
+                $"The teacher's '{userName}' has {slots} class scores but the student's label has {labels.ClassCount} classes" +
                 (names is null ? "." : $"; its slots ({string.Join(", ", names.Take(12))}) do not name the classes ({string.Join(", ", labels.ClassNames.Take(12))})."));
         return Enumerable.Range(0, slots).ToArray();
     }
@@ -130,6 +151,47 @@ internal sealed class TeacherTargets : ICnnTrainingTargets
         VBuffer<ReadOnlyMemory<char>> names = default;
         column.GetSlotNames(ref names);
         return names.DenseValues().Select(n => n.ToString()).ToArray();
+    }
+
+    /// <summary>A row's target: the class index (as a float), then the teacher's K logits.</summary>
+    private sealed class TeacherTarget(DataViewSchema.Column key, DataViewSchema.Column teacher, int[] slots, bool probabilities, string userLabel, string scoreName)
+        : TargetReader
+    {
+        public override ScalarType Type => ScalarType.Float32;
+        public override long[] Shape => [1 + slots.Length];
+        public override IEnumerable<DataViewSchema.Column> Columns => [key, teacher];
+
+        public override TargetWriter Bind(DataViewRow row, string role)
+        {
+            var getKey = row.GetGetter<uint>(key);
+            var getScores = row.GetGetter<VBuffer<float>>(teacher);
+            VBuffer<float> buffer = default;
+            uint label = 0;
+            return (long index, ReadOnlySpan<float> _, Span<byte> destination) =>
+            {
+                var values = MemoryMarshal.Cast<byte, float>(destination);
+                getKey(ref label);
+                if (label == 0)
+                    throw new ArgumentOutOfRangeException(userLabel, $"Label column '{userLabel}' has a missing value at row {index}{SchemaView.In(role)}; every {role} row needs a label.");
+                values[0] = label - 1;
+                getScores(ref buffer);
+                Logits(buffer, slots, probabilities, values[1..], scoreName, index, role);
+            };
+        }
+
+        // log p is a logit up to a constant per row, which softmax ignores; the floor keeps log 0 finite.
+        public static void Logits(in VBuffer<float> scores, int[] slots, bool probabilities, Span<float> destination, string column, long row, string role)
+        {
+            var values = scores.GetValues();
+            bool dense = scores.IsDense;
+            for (int k = 0; k < slots.Length; k++)
+            {
+                float v = dense ? values[slots[k]] : scores.GetItemOrDefault(slots[k]);
+                if (!float.IsFinite(v))
+                    throw new ArgumentOutOfRangeException(column, $"The teacher's '{column}' has {(float.IsNaN(v) ? "a NaN" : "an infinite")} value at row {row} of the {role} rows.");
+                destination[k] = probabilities ? MathF.Log(MathF.Max(v, 1e-7f)) : v;
+            }
+        }
     }
 
     private sealed class BatchRow

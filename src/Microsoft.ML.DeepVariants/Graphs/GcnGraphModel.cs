@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Microsoft.ML.Data;
 using Microsoft.ML.OnnxRuntime;
 using Onnx;
 
@@ -55,7 +56,8 @@ public sealed class GcnGraphModel
     internal static GcnGraphModel Create(GcnNetwork network, GcnOptions options, string[] classNames)
     {
         var columns = new Columns(classNames, network.FeatureSize, options.NodeIdColumnName, options.FeatureColumnName,
-            options.EdgeSourceColumnName, options.EdgeTargetColumnName, options.EdgeWeightColumnName);
+            options.EdgeSourceColumnName, options.EdgeTargetColumnName, options.EdgeWeightColumnName, options.LabelColumnName,
+            options.ScoreColumnName, options.PredictedLabelColumnName, options.EmbeddingColumnName);
         byte[] onnx = network.ExportOnnx(new Dictionary<string, string> { [MetadataKey] = JsonSerializer.Serialize(columns) });
         return new GcnGraphModel(onnx, columns);
     }
@@ -67,13 +69,62 @@ public sealed class GcnGraphModel
     /// </summary>
     public IReadOnlyList<GcnNodePrediction> Predict(IDataView nodes, IDataView edges)
     {
+        var (table, logits, embeddings) = Run(nodes, edges);
+        int classes = ClassNames.Count, embeddingSize = embeddings.Length / table.Count;
+        var predictions = new GcnNodePrediction[table.Count];
+        for (int n = 0; n < table.Count; n++)
+        {
+            float[] score = Softmax(logits.AsSpan(n * classes, classes));
+            int best = Array.IndexOf(score, score.Max());
+            predictions[n] = new GcnNodePrediction(table.Ids[n], ClassNames[best], score, embeddings.AsSpan(n * embeddingSize, embeddingSize).ToArray());
+        }
+        return predictions;
+    }
+
+    /// <summary>
+    /// The nodes of a new graph with the columns the fitted transformer adds: <c>Score</c>, a key-typed <c>PredictedLabel</c>
+    /// (the class names as key values) and <c>Embedding</c>, so <c>mlContext.MulticlassClassification.Evaluate</c> works on
+    /// it. A text label column of the training label's name is turned into a key in the model's class order (unknown or
+    /// empty labels become missing), which is what Evaluate compares the predictions with.
+    /// </summary>
+    /// <example>
+    /// <code>
+    /// var scored = GcnGraphModel.Load("gcn.onnx").Transform(otherNodes, otherEdges);
+    /// var metrics = mlContext.MulticlassClassification.Evaluate(scored);
+    /// </code>
+    /// </example>
+    public IDataView Transform(IDataView nodes, IDataView edges)
+    {
+        var (table, logits, embeddings) = Run(nodes, edges);
+        var ml = new MLContext();
+        var context = new ModelContext(ml.Transforms);
+        string label = _columns.Label ?? "Label";
+        IDataView view = nodes;
+        if (nodes.Schema.GetColumnOrNull(label) is { Type: TextDataViewType })
+        {
+            var classes = ml.Data.LoadFromEnumerable(ClassNames.Select(n => new ClassName { Value = n }));
+            view = ml.Transforms.Conversion.MapValueToKey(label, label, keyData: classes).Fit(view).Transform(view);
+        }
+        var options = Options();
+        var chain = GcnServing.Lookup(context, view, table, options, new LabelInfo(ClassNames.Count, ClassNames.ToArray()), label,
+            logits, embeddings, embeddings.Length / table.Count);
+        return chain.Transform(view);
+    }
+
+    private GcnOptions Options() => new()
+    {
+        NodeIdColumnName = _columns.NodeId, FeatureColumnName = _columns.Features, EdgeSourceColumnName = _columns.Source,
+        EdgeTargetColumnName = _columns.Target, EdgeWeightColumnName = _columns.Weight,
+        ScoreColumnName = _columns.Score ?? "Score", PredictedLabelColumnName = _columns.PredictedLabel ?? "PredictedLabel",
+        EmbeddingColumnName = _columns.Embedding ?? "Embedding",
+    };
+
+    // Reads the graph and runs the ONNX graph: node table, logits [nodes * classes] and embeddings [nodes * size].
+    private (NodeTable Table, float[] Logits, float[] Embeddings) Run(IDataView nodes, IDataView edges)
+    {
         ArgumentNullException.ThrowIfNull(nodes);
         ArgumentNullException.ThrowIfNull(edges);
-        var options = new GcnOptions
-        {
-            NodeIdColumnName = _columns.NodeId, FeatureColumnName = _columns.Features, EdgeSourceColumnName = _columns.Source,
-            EdgeTargetColumnName = _columns.Target, EdgeWeightColumnName = _columns.Weight,
-        };
+        var options = Options();
         var table = GraphData.ReadNodes(nodes, options);
         if (table.FeatureSize != FeatureSize)
             throw new ArgumentException($"Column '{_columns.Features}' has {table.FeatureSize} values per node; this model expects {FeatureSize}.", _columns.Features);
@@ -88,18 +139,12 @@ public sealed class GcnGraphModel
         using var outputs = session.Run(run,
             new Dictionary<string, OrtValue> { [FeaturesInput] = features, [SourceInput] = source, [TargetInput] = target, [WeightInput] = weight },
             [LogitsOutput, EmbeddingOutput]);
-        float[] logits = outputs[0].GetTensorDataAsSpan<float>().ToArray();
-        float[] embeddings = outputs[1].GetTensorDataAsSpan<float>().ToArray();
+        return (table, outputs[0].GetTensorDataAsSpan<float>().ToArray(), outputs[1].GetTensorDataAsSpan<float>().ToArray());
+    }
 
-        int classes = ClassNames.Count, embeddingSize = embeddings.Length / table.Count;
-        var predictions = new GcnNodePrediction[table.Count];
-        for (int n = 0; n < table.Count; n++)
-        {
-            float[] score = Softmax(logits.AsSpan(n * classes, classes));
-            int best = Array.IndexOf(score, score.Max());
-            predictions[n] = new GcnNodePrediction(table.Ids[n], ClassNames[best], score, embeddings.AsSpan(n * embeddingSize, embeddingSize).ToArray());
-        }
-        return predictions;
+    private sealed class ClassName
+    {
+        public string Value { get; set; } = "";
     }
 
     /// <summary>Writes the model to a single .onnx file (through a temporary file, so a failed write leaves nothing half-written).</summary>
@@ -143,5 +188,7 @@ public sealed class GcnGraphModel
         return result;
     }
 
-    internal sealed record Columns(string[] ClassNames, int FeatureSize, string NodeId, string Features, string Source, string Target, string? Weight);
+    // The names a model was trained with; the last four are absent (null) in files written before they were kept.
+    internal sealed record Columns(string[] ClassNames, int FeatureSize, string NodeId, string Features, string Source, string Target, string? Weight,
+        string? Label = null, string? Score = null, string? PredictedLabel = null, string? Embedding = null);
 }

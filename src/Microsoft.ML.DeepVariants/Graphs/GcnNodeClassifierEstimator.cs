@@ -5,10 +5,12 @@ namespace Microsoft.ML.DeepVariants.Graphs;
 
 /// <summary>What fitting a GCN produced.</summary>
 /// <param name="Model">The ML.NET model for the graph it was fit on: it maps each node id to its Score, PredictedLabel and Embedding, and saves and loads with plain ML.NET.</param>
-/// <param name="GraphModel">The trained weights as an ONNX graph that predicts for new graphs.</param>
 /// <param name="History">Loss and metrics per epoch.</param>
+/// <param name="OnnxModel">The ONNX graph of <paramref name="GraphModel"/>.</param>
 /// <param name="ParameterCount">Trainable parameters.</param>
-public sealed record GcnFitResult(TransformerChain<ITransformer> Model, GcnGraphModel GraphModel, TrainingHistory History, long ParameterCount);
+/// <param name="GraphModel">The trained weights as an ONNX graph that predicts for new graphs.</param>
+public sealed record GcnFitResult(TransformerChain<ITransformer> Model, TrainingHistory History, byte[] OnnxModel, long ParameterCount, GcnGraphModel GraphModel)
+    : FitResult(Model, History, OnnxModel, ParameterCount);
 
 /// <summary>
 /// A graph convolutional network node classifier (Kipf and Welling 2017). Fit on the nodes (id, features,
@@ -28,111 +30,133 @@ public sealed record GcnFitResult(TransformerChain<ITransformer> Model, GcnGraph
 /// var scored = model.Transform(nodes);
 /// </code>
 /// </example>
-public sealed class GcnNodeClassifierEstimator : IEstimator<TransformerChain<ITransformer>>
+public sealed class GcnNodeClassifierEstimator : DeepVariantsEstimator<GcnOptions, GcnFitResult>
 {
-    private const string LogitsColumn = "DeepVariants.Logits";
-    private readonly ModelContext _context;
     private readonly IDataView _edges;
 
-    internal GcnNodeClassifierEstimator(ModelContext context, IDataView edges, GcnOptions options)
+    internal GcnNodeClassifierEstimator(ModelContext context, IDataView edges, GcnOptions options) : base(context, options, "DeepVariants.Gcn")
     {
         ArgumentNullException.ThrowIfNull(edges);
-        ArgumentNullException.ThrowIfNull(options);
-        _context = context;
         _edges = edges;
-        Options = options;
     }
 
-    /// <summary>The options this estimator trains with.</summary>
-    public GcnOptions Options { get; }
+    private protected override FitTask CreateTask(SchemaView schema) => GcnTask.Create(schema, Options, _edges);
 
-    /// <summary>Trains on the graph and returns the ML.NET model for its nodes.</summary>
-    public TransformerChain<ITransformer> Fit(IDataView input) => Train(input).Model;
-
-    /// <summary>Trains on the graph and returns the model, the graph model for new graphs and the history.</summary>
-    public GcnFitResult Train(IDataView nodes)
+    /// <summary>The GCN's part of a fit: the whole graph is one batch, trained on its labelled training nodes, served as a lookup by node id.</summary>
+    private sealed class GcnTask : FitTask
     {
-        ArgumentNullException.ThrowIfNull(nodes);
-        Options.Validate();
-        var log = _context.Logger("DeepVariants.Gcn");
-        (string labelColumn, nodes, _, _) = ClassificationColumns.KeyedLabel(_context, Options.LabelColumnName, nodes, null,
-            type => type is TextDataViewType, "a key or text label (empty for unlabelled nodes)");
-        var labels = DataViewReader.RequireKeyLabel(nodes.Schema, labelColumn);
-        var table = GraphData.ReadNodes(nodes, Options, labelColumn);
-        int trainCount = Enumerable.Range(0, table.Count).Count(i => table.Train[i] && table.Labels[i] >= 0);
-        if (trainCount == 0)
-            throw new ArgumentException($"No training node has a label: mark some labelled nodes for training in '{Options.TrainColumnName ?? Options.SplitColumnName}'.", Options.LabelColumnName);
-        using var graph = GraphData.ReadEdges(_edges, Options, table);
+        private readonly GcnOptions _options;
+        private readonly IDataView _edges;
+        private NodeTable _table = null!;
+        private GraphTensors _graph = null!;
+        private Tensor _features = null!;
+        private GcnNetwork? _network;
 
-        int seed = _context.ResolveSeed(Options.Seed);
-        var device = TorchDevices.Resolve(Options.Device, _context.Environment, log);
-        random.manual_seed(seed);
-        using var network = new GcnNetwork(table.FeatureSize, Options.HiddenSizes, labels.ClassCount, Options.Dropout, Options.RowNormalizeFeatures);
-        using var deviceGraph = new GraphTensors(graph.NodeCount, graph.Source.to(device), graph.Target.to(device), graph.Weight.to(device));
-        using var bound = new GraphBoundGcn(network, deviceGraph);
-        long parameters = network.parameters().Sum(p => p.numel());
-        log($"Training a GCN ({parameters:N0} parameters) on {table.Count:N0} nodes, {(graph.Source.shape[0] - table.Count) / 2:N0} edges, {trainCount} labelled training nodes, device {device}, seed {seed}.");
-
-        using var features = tensor(table.Features, [table.Count, table.FeatureSize]);
-        using var trainSet = new TensorDataset(features.alias(), Targets(table, table.Train));
-        bool hasValidation = Enumerable.Range(0, table.Count).Any(i => table.Validation[i] && table.Labels[i] >= 0);
-        using var validationSet = hasValidation ? new TensorDataset(features.alias(), Targets(table, table.Validation)) : null;
-        var history = TorchTrainer.Train(bound, trainSet, validationSet, new ClassificationObjective(),
-            Options.WithBatchSize(table.Count), device, seed, log, shuffle: false);
-
-        float[] logits, embeddings;
-        using (no_grad())
-        using (var scope = NewDisposeScope())
+        private GcnTask(GcnOptions options, IDataView edges)
         {
-            network.eval();
-            var output = network.Forward(features.to(device), deviceGraph, out var embedding);
-            logits = output.cpu().data<float>().ToArray();
-            embeddings = embedding.cpu().data<float>().ToArray();
+            _options = options;
+            _edges = edges;
         }
-        var graphModel = GcnGraphModel.Create(network, Options, labels.ClassNames);
-        var model = BuildModel(nodes, table, labelColumn, labels, logits, embeddings, network.EmbeddingSize);
-        return new GcnFitResult(model, graphModel, history, parameters);
+
+        public GcnGraphModel? GraphModel { get; private set; }
+
+        public static GcnTask Create(SchemaView schema, GcnOptions o, IDataView edges)
+        {
+            GraphData.CheckNodeColumns(schema, o);
+            var label = ClassLabels.Check(schema, o.LabelColumnName, textOnly: true);
+            return new GcnTask(o, edges)
+            {
+                Label = label,
+                AllowUnlabelledRows = true,
+                Tail = new ServingTail.Multiclass(o.ScoreColumnName, o.PredictedLabelColumnName),
+                ExtraOutputs = [MLNetInternals.SchemaColumn(o.EmbeddingColumnName, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false)],
+                Description = "a GCN",
+                InputColumn = o.FeatureColumnName,
+            };
+        }
+
+        public override FitResult Result(FitResult result, nn.Module<Tensor, Tensor> network) =>
+            new GcnFitResult(result.Model, result.History, GraphModel!.OnnxModel, result.ParameterCount, GraphModel) { Trained = result.Trained };
+
+        public override RowReader Reader(IDataView prepared, string role) =>
+            throw new NotSupportedException("A GCN reads its whole graph at once.");
+
+        public override bool Shuffle => false;
+
+        public override TrainingOptions TrainingOptions(TrainingOptions options) => options.WithBatchSize(_table.Count);
+
+        // Every node is in both sources; the targets mask the labels of the training or the validation nodes.
+        public override void CreateSources()
+        {
+            var fit = Fit;
+            _table = GraphData.ReadNodes(fit.TrainingTrain, _options, fit.Label!.KeyColumn);
+            int trainCount = Enumerable.Range(0, _table.Count).Count(i => _table.Train[i] && _table.Labels[i] >= 0);
+            if (trainCount == 0)
+                throw new ArgumentException($"No training node has a label: mark some labelled nodes for training in '{_options.TrainColumnName ?? _options.SplitColumnName}'.", _options.LabelColumnName);
+            var graph = fit.Own(GraphData.ReadEdges(_edges, _options, _table));
+            _graph = fit.Own(new GraphTensors(graph.NodeCount, graph.Source.to(fit.Device), graph.Target.to(fit.Device), graph.Weight.to(fit.Device)));
+            _features = fit.Own(tensor(_table.Features, [_table.Count, _table.FeatureSize]));
+            fit.TrainSource = new InMemoryBatchSource(_features.alias(), Targets(_table.Train));
+            if (Enumerable.Range(0, _table.Count).Any(i => _table.Validation[i] && _table.Labels[i] >= 0))
+                fit.ValidationSource = new InMemoryBatchSource(_features.alias(), Targets(_table.Validation));
+            fit.Log($"The graph has {_table.Count:N0} nodes, {(graph.Source.shape[0] - _table.Count) / 2:N0} edges and {trainCount} labelled training nodes.");
+        }
+
+        public override nn.Module<Tensor, Tensor> CreateNetwork()
+        {
+            _network = new GcnNetwork(_table.FeatureSize, _options.HiddenSizes, Fit.Label!.Info.ClassCount, _options.Dropout, _options.RowNormalizeFeatures);
+            return new GraphBoundGcn(_network, _graph);
+        }
+
+        public override OnnxExport Export(nn.Module<Tensor, Tensor> network) =>
+            throw new NotSupportedException("A GCN is served as a lookup by node id; its ONNX graph is the graph model's.");
+
+        // The fitted graph's predictions as ML.NET lookups from node id; the weights as a graph model for new graphs.
+        public override (TransformerChain<ITransformer> Model, byte[] Onnx) Serve(nn.Module<Tensor, Tensor> network)
+        {
+            float[] logits, embeddings;
+            using (no_grad())
+            using (var scope = NewDisposeScope())
+            {
+                network.eval();
+                var output = _network!.Forward(_features.to(Fit.Device), _graph, out var embedding);
+                logits = output.cpu().data<float>().ToArray();
+                embeddings = embedding.cpu().data<float>().ToArray();
+            }
+            GraphModel = GcnGraphModel.Create(_network, _options, Fit.Label!.Info.ClassNames);
+            var model = GcnServing.Lookup(Fit.Context, Fit.PreparedTrain, _table, _options, Fit.Label.Info, Fit.Label.UserColumn, logits, embeddings, _network.EmbeddingSize);
+            return (model, GraphModel.OnnxModel);
+        }
+
+        private Tensor Targets(bool[] mask) =>
+            tensor(Enumerable.Range(0, _table.Count).Select(i => mask[i] ? _table.Labels[i] : ClassificationObjective.Unlabelled).ToArray());
     }
+}
 
-    /// <inheritdoc/>
-    public SchemaShape GetOutputSchema(SchemaShape inputSchema)
-    {
-        ArgumentNullException.ThrowIfNull(inputSchema);
-        Options.Validate();
-        foreach (string column in new[] { Options.NodeIdColumnName, Options.FeatureColumnName, Options.LabelColumnName })
-            if (!inputSchema.Any(c => c.Name == column))
-                throw DataViewReader.MissingColumn(column);
-        var label = inputSchema.First(c => c.Name == Options.LabelColumnName);
-        var columns = inputSchema.ToDictionary(c => c.Name);
-        ClassificationColumns.AddMulticlassOutputs(columns, label, Options.ScoreColumnName, Options.PredictedLabelColumnName);
-        columns[Options.EmbeddingColumnName] = MLNetInternals.SchemaColumn(Options.EmbeddingColumnName, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false);
-        return new SchemaShape(columns.Values);
-    }
+/// <summary>A graph's predictions as ML.NET transformers: lookups from node id to logits and embedding, and ML.NET's multiclass head.</summary>
+internal static class GcnServing
+{
+    private const string LogitsColumn = ClassificationColumns.LogitsColumn;
 
-    private static Tensor Targets(NodeTable table, bool[] mask) =>
-        tensor(Enumerable.Range(0, table.Count).Select(i => mask[i] ? table.Labels[i] : ClassificationObjective.Unlabelled).ToArray());
-
-    // The fitted graph's predictions as ML.NET lookups from node id: logits then ML.NET's softmax head (Score,
-    // PredictedLabel), and the embedding. All parts are ML.NET's own, so the model saves and loads unchanged.
-    private TransformerChain<ITransformer> BuildModel(IDataView nodes, NodeTable table, string labelColumn, LabelInfo labels,
+    /// <summary>The chain that adds Score, PredictedLabel and Embedding to <paramref name="nodes"/> from per-node predictions (in table order).</summary>
+    public static TransformerChain<ITransformer> Lookup(ModelContext context, IDataView nodes, NodeTable table, GcnOptions options, LabelInfo labels, string labelName,
         float[] logits, float[] embeddings, int embeddingSize)
     {
-        var build = typeof(GcnNodeClassifierEstimator).GetMethod(nameof(Lookup), System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!;
+        var build = typeof(GcnServing).GetMethod(nameof(LookupView), System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!;
         var idType = table.IdType is TextDataViewType ? typeof(string) : table.IdType.RawType;
-        var lookup = (IDataView)build.MakeGenericMethod(idType).Invoke(this, [table, logits, labels.ClassCount, embeddings, embeddingSize])!;
+        var lookup = (IDataView)build.MakeGenericMethod(idType).Invoke(null, [table, logits, labels.ClassCount, embeddings, embeddingSize])!;
 
-        var idColumn = Options.NodeIdColumnName;
-        var toLogits = _context.Transforms.Conversion.MapValue(LogitsColumn, lookup, lookup.Schema["Id"], lookup.Schema["Logits"], idColumn).Fit(nodes);
+        var idColumn = options.NodeIdColumnName;
+        var toLogits = context.Transforms.Conversion.MapValue(LogitsColumn, lookup, lookup.Schema["Id"], lookup.Schema["Logits"], idColumn).Fit(nodes);
         var withLogits = toLogits.Transform(nodes);
-        var head = MLNetInternals.CreateSoftmaxHead(_context.Environment, withLogits.Schema, LogitsColumn, labelColumn,
-            labels.ClassCount, labels.ClassNames, Options.ScoreColumnName, Options.PredictedLabelColumnName);
+        var head = MLNetInternals.CreateSoftmaxHead(context.Environment, LogitsColumn, labels, labelName, options.ScoreColumnName, options.PredictedLabelColumnName);
         var withHead = head.Transform(withLogits);
-        var toEmbedding = _context.Transforms.Conversion.MapValue(Options.EmbeddingColumnName, lookup, lookup.Schema["Id"], lookup.Schema["Embedding"], idColumn).Fit(withHead);
-        var drop = _context.Transforms.DropColumns(LogitsColumn).Fit(toEmbedding.Transform(withHead));
+        var toEmbedding = context.Transforms.Conversion.MapValue(options.EmbeddingColumnName, lookup, lookup.Schema["Id"], lookup.Schema["Embedding"], idColumn).Fit(withHead);
+        var drop = context.Transforms.DropColumns(LogitsColumn).Fit(toEmbedding.Transform(withHead));
         return new TransformerChain<ITransformer>(toLogits, head, toEmbedding, drop);
     }
 
-    private IDataView Lookup<TId>(NodeTable table, float[] logits, int classes, float[] embeddings, int embeddingSize)
+    private static IDataView LookupView<TId>(NodeTable table, float[] logits, int classes, float[] embeddings, int embeddingSize)
     {
         var rows = Enumerable.Range(0, table.Count).Select(n => new LookupRow<TId>
         {
@@ -143,8 +167,7 @@ public sealed class GcnNodeClassifierEstimator : IEstimator<TransformerChain<ITr
         var schema = SchemaDefinition.Create(typeof(LookupRow<TId>));
         schema[nameof(LookupRow<TId>.Logits)].ColumnType = new VectorDataViewType(NumberDataViewType.Single, classes);
         schema[nameof(LookupRow<TId>.Embedding)].ColumnType = new VectorDataViewType(NumberDataViewType.Single, embeddingSize);
-        var mlContext = new MLContext();
-        return mlContext.Data.LoadFromEnumerable(rows, schema);
+        return new MLContext().Data.LoadFromEnumerable(rows, schema);
     }
 
     private sealed class LookupRow<TId>

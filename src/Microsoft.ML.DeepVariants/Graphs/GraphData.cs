@@ -29,16 +29,39 @@ internal sealed class NodeTable
 /// </summary>
 internal static class GraphData
 {
+    /// <summary>The node columns' checks, on a schema shape or a data view's schema: id, features and the split.</summary>
+    public static void CheckNodeColumns(SchemaView schema, GcnOptions o, bool withSplit = true)
+    {
+        var id = schema.Require(o.NodeIdColumnName);
+        if (!id.IsScalar || (id.ItemType is not TextDataViewType && id.ItemType != NumberDataViewType.Int32 && id.ItemType != NumberDataViewType.Int64 && id.ItemType != NumberDataViewType.UInt32))
+            throw schema.Mismatch(id, "Int32, Int64, UInt32 or String node ids");
+        var features = schema.Require(o.FeatureColumnName);
+        if (!features.IsFloatVector)
+            throw schema.Mismatch(features, "Vector<Single>");
+        if (!withSplit)
+            return;
+        if (o.TrainColumnName is not null)
+        {
+            foreach (string? name in new[] { o.TrainColumnName, o.ValidationColumnName })
+                if (name is not null && schema.Require(name) is var flag && (!flag.IsScalar || flag.ItemType is not BooleanDataViewType))
+                    throw schema.Mismatch(flag, "Boolean");
+        }
+        else
+        {
+            var split = schema.Require(o.SplitColumnName!);
+            if (!split.IsScalar || split.ItemType is not TextDataViewType)
+                throw schema.Mismatch(split, "String (train, val, test)");
+        }
+    }
+
     /// <summary>Reads the nodes; with a <paramref name="keyLabelColumn"/>, also their labels and the split.</summary>
     public static NodeTable ReadNodes(IDataView nodes, GcnOptions o, string? keyLabelColumn = null)
     {
         bool withTargets = keyLabelColumn is not null;
         var schema = nodes.Schema;
-        var idColumn = schema.GetColumnOrNull(o.NodeIdColumnName) ?? throw DataViewReader.MissingColumn(o.NodeIdColumnName);
-        CheckIdType(idColumn);
-        var featureColumn = schema.GetColumnOrNull(o.FeatureColumnName) ?? throw DataViewReader.MissingColumn(o.FeatureColumnName);
-        if (featureColumn.Type is not VectorDataViewType { ItemType: var item } || item != NumberDataViewType.Single)
-            throw DataViewReader.SchemaMismatch(o.FeatureColumnName, "Vector<Single>", featureColumn.Type);
+        CheckNodeColumns(SchemaView.Of(schema), o, withTargets);
+        var idColumn = schema[o.NodeIdColumnName];
+        var featureColumn = schema[o.FeatureColumnName];
         var columns = new List<DataViewSchema.Column> { idColumn, featureColumn };
         DataViewSchema.Column? label = null, split = null, train = null, validation = null;
         if (withTargets)
@@ -47,19 +70,17 @@ internal static class GraphData
             columns.Add(label.Value);
             if (o.TrainColumnName is not null)
             {
-                train = RequireBoolean(schema, o.TrainColumnName);
+                train = schema[o.TrainColumnName];
                 columns.Add(train.Value);
                 if (o.ValidationColumnName is not null)
                 {
-                    validation = RequireBoolean(schema, o.ValidationColumnName);
+                    validation = schema[o.ValidationColumnName];
                     columns.Add(validation.Value);
                 }
             }
             else
             {
-                split = schema.GetColumnOrNull(o.SplitColumnName!) ?? throw DataViewReader.MissingColumn(o.SplitColumnName!);
-                if (split.Value.Type is not TextDataViewType)
-                    throw DataViewReader.SchemaMismatch(o.SplitColumnName!, "String (train, val, test)", split.Value.Type);
+                split = schema[o.SplitColumnName!];
                 columns.Add(split.Value);
             }
         }
@@ -137,17 +158,17 @@ internal static class GraphData
     public static GraphTensors ReadEdges(IDataView edges, GcnOptions o, NodeTable nodes)
     {
         var schema = edges.Schema;
-        var source = schema.GetColumnOrNull(o.EdgeSourceColumnName) ?? throw DataViewReader.MissingColumn(o.EdgeSourceColumnName);
-        var target = schema.GetColumnOrNull(o.EdgeTargetColumnName) ?? throw DataViewReader.MissingColumn(o.EdgeTargetColumnName);
+        var source = schema.GetColumnOrNull(o.EdgeSourceColumnName) ?? throw SchemaView.MissingColumn(o.EdgeSourceColumnName);
+        var target = schema.GetColumnOrNull(o.EdgeTargetColumnName) ?? throw SchemaView.MissingColumn(o.EdgeTargetColumnName);
         foreach (var column in new[] { source, target })
             if (!SameIdKind(column.Type, nodes.IdType))
-                throw DataViewReader.SchemaMismatch(column.Name, $"{nodes.IdType} (the type of the node ids)", column.Type);
+                throw SchemaView.SchemaMismatch(column.Name, $"{nodes.IdType} (the type of the node ids)", column.Type);
         DataViewSchema.Column? weight = null;
         if (o.EdgeWeightColumnName is not null)
         {
-            weight = schema.GetColumnOrNull(o.EdgeWeightColumnName) ?? throw DataViewReader.MissingColumn(o.EdgeWeightColumnName);
+            weight = schema.GetColumnOrNull(o.EdgeWeightColumnName) ?? throw SchemaView.MissingColumn(o.EdgeWeightColumnName);
             if (weight.Value.Type != NumberDataViewType.Single)
-                throw DataViewReader.SchemaMismatch(o.EdgeWeightColumnName, "Single", weight.Value.Type);
+                throw SchemaView.SchemaMismatch(o.EdgeWeightColumnName, "Single", weight.Value.Type);
         }
 
         var merged = new Dictionary<(int, int), float>();
@@ -204,20 +225,8 @@ internal static class GraphData
             ? index
             : throw new ArgumentException($"Edge row {row} names node {id} in column '{column}', but no node has that id.", column);
 
-    private static void CheckIdType(DataViewSchema.Column column)
-    {
-        if (column.Type is not TextDataViewType && column.Type != NumberDataViewType.Int32 && column.Type != NumberDataViewType.Int64 && column.Type != NumberDataViewType.UInt32)
-            throw DataViewReader.SchemaMismatch(column.Name, "Int32, Int64, UInt32 or String node ids", column.Type);
-    }
-
     private static bool SameIdKind(DataViewType a, DataViewType b) => (a is TextDataViewType) == (b is TextDataViewType) && a is not VectorDataViewType
         && (a is TextDataViewType || a == NumberDataViewType.Int32 || a == NumberDataViewType.Int64 || a == NumberDataViewType.UInt32);
-
-    private static DataViewSchema.Column RequireBoolean(DataViewSchema schema, string name)
-    {
-        var column = schema.GetColumnOrNull(name) ?? throw DataViewReader.MissingColumn(name);
-        return column.Type is BooleanDataViewType ? column : throw DataViewReader.SchemaMismatch(name, "Boolean", column.Type);
-    }
 
     // Ids compare as long (any integer type) or as string, so edges may use another integer width than the nodes.
     private static Func<object> IdGetter(DataViewRowCursor cursor, DataViewSchema.Column column)

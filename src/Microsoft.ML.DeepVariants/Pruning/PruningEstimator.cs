@@ -1,6 +1,6 @@
 using Microsoft.ML.Data;
-using Microsoft.ML.DeepVariants.Cnn;
 using TorchSharp;
+using static TorchSharp.torch;
 
 namespace Microsoft.ML.DeepVariants.Pruning;
 
@@ -12,9 +12,10 @@ namespace Microsoft.ML.DeepVariants.Pruning;
 public sealed record PruningResult(TransformerChain<ITransformer> Model, PruningReport Report, byte[] OnnxModel, TrainingHistory? History);
 
 /// <summary>
-/// Magnitude pruning of a fitted CNN classifier: zeroes the smallest convolution and linear weights to a target
+/// Magnitude pruning of a fitted DeepVariants classifier: zeroes the smallest convolution and linear weights to a target
 /// sparsity (global or per layer), optionally fine-tunes the rest with the pruned weights held at zero, and reports
-/// sparsity per layer and accuracy before and after. The label keeps the fitted model's class order.
+/// sparsity per layer and accuracy before and after. The data is read as the fitted model read it (same preprocessing,
+/// same class order), and the pruned network is served the same way.
 /// </summary>
 /// <example>
 /// <code>
@@ -26,15 +27,15 @@ public sealed record PruningResult(TransformerChain<ITransformer> Model, Pruning
 public sealed class PruningEstimator : IEstimator<TransformerChain<ITransformer>>
 {
     private readonly ModelContext _context;
-    private readonly CnnTrainedState _state;
+    private readonly TrainedNetwork _trained;
 
-    internal PruningEstimator(ModelContext context, CnnFitResult fitted, PruningOptions options)
+    internal PruningEstimator(ModelContext context, FitResult fitted, PruningOptions options)
     {
         ArgumentNullException.ThrowIfNull(fitted);
         ArgumentNullException.ThrowIfNull(options);
         _context = context;
-        _state = fitted.State ?? throw new ArgumentException(
-            "Pruning needs a fitted CNN classifier's CnnFitResult (from CnnClassifier(...).Train or Distill(...).Train); this one keeps no trained weights.", nameof(fitted));
+        _trained = fitted.Trained ?? throw new ArgumentException(
+            "Pruning needs the FitResult that a DeepVariants estimator's Train returned (CnnClassifier(...).Train, Distill(...).Train); this one keeps no trained weights.", nameof(fitted));
         Options = options;
     }
 
@@ -50,18 +51,14 @@ public sealed class PruningEstimator : IEstimator<TransformerChain<ITransformer>
         ArgumentNullException.ThrowIfNull(trainData);
         Options.Validate();
         var log = _context.Logger("DeepVariants.Pruning");
-        var input = _state.Input;
-        long[] shape = [input.Channels, input.Height, input.Width];
-        var preparedTrain = _state.Prepare(trainData);
-        using var trainSet = DataViewReader.Read(preparedTrain, input.TensorColumn, input.Size, _state.KeyedLabelColumn, shape);
-        using var evaluationSet = evaluationData is null ? null
-            : DataViewReader.Read(_state.Prepare(evaluationData), input.TensorColumn, input.Size, _state.KeyedLabelColumn, shape);
+        using var trainSet = Read(trainData, "training", log);
+        using var evaluationSet = evaluationData is null ? null : Read(evaluationData, "evaluation", log);
         var device = TorchDevices.Resolve(Options.Device, _context.Environment, log);
-        var objective = new ClassificationObjective();
-        double? Accuracy(CnnNetwork network) => evaluationSet is null ? null
+        var objective = _trained.Objective;
+        double? Accuracy(nn.Module<Tensor, Tensor> network) => evaluationSet is null ? null
             : TorchTrainer.Evaluate(network, evaluationSet, objective, Options.BatchSize, device).Metric;
 
-        using var network = _state.Restore();
+        using var network = _trained.Restore();
         network.to(device);
         double? before = Accuracy(network);
         using var pruning = MagnitudePruning.Apply(network, Options);
@@ -72,19 +69,31 @@ public sealed class PruningEstimator : IEstimator<TransformerChain<ITransformer>
         if (Options.Epochs > 0)
         {
             int seed = _context.ResolveSeed(Options.Seed);
-            TorchSharp.torch.random.manual_seed(seed);
-            history = TorchTrainer.Train(network, trainSet, evaluationSet, objective, Options, device, seed, log, afterStep: pruning.Reapply);
+            random.manual_seed(seed);
+            history = TorchTrainer.Train(new TrainingRun
+            {
+                Model = network, Train = trainSet, Validation = evaluationSet, Objective = objective, Options = Options,
+                Device = device, Seed = seed, Log = log, AfterStep = pruning.Reapply,
+            });
             // Early stopping may restore an earlier epoch's weights; they were masked too, but re-apply to be exact.
             pruning.Reapply();
         }
         double? after = Options.Epochs > 0 ? Accuracy(network) : pruned;
         var report = new PruningReport(pruning.Sparsity(), before, pruned, after);
-        var (model, onnx) = CnnClassifierEstimator.BuildModel(_context, _state.Options, network, input, _state.Preprocessing, _state.Labels,
-            _state.KeyedLabelColumn, preparedTrain);
+        var (model, onnx) = _trained.Serve(network);
         return new PruningResult(model, report, onnx, history);
     }
 
+    // The data as the fitted model read it: same preprocessing, same class order, same row reader.
+    private IBatchSource Read(IDataView data, string role, Action<string> log)
+    {
+        var prepared = _trained.Prepare(data);
+        if (_trained.Label is { } label)
+            ClassLabels.Scan(prepared, label, role);
+        var reader = _trained.Reader(prepared, role);
+        return DataLoading.Load(prepared, reader, DataLoading.CountRows(prepared), Options, role, log);
+    }
+
     /// <inheritdoc/>
-    public SchemaShape GetOutputSchema(SchemaShape inputSchema) =>
-        new CnnClassifierEstimator(_context, _state.Options).GetOutputSchema(inputSchema);
+    public SchemaShape GetOutputSchema(SchemaShape inputSchema) => _trained.OutputSchema(inputSchema);
 }

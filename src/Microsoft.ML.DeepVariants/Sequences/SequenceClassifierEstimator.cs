@@ -1,26 +1,24 @@
 using Microsoft.ML.Data;
-using Microsoft.ML.DeepVariants.Onnx;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.DeepVariants.Sequences;
 
-/// <summary>What fitting a sequence classifier produced: the ML.NET model, the training history and the ONNX graph.</summary>
-/// <param name="Model">The fitted model: ML.NET and ONNX transformers (and, for a variable-length column, the padding step).</param>
+/// <summary>What fitting a sequence classifier produced: the common result, and the length training padded series to.</summary>
+/// <param name="Model">The fitted model: ML.NET and ONNX transformers only.</param>
 /// <param name="History">Loss and metrics per epoch, the epoch kept and the device used.</param>
 /// <param name="OnnxModel">The ONNX graph the model serves through (ONNX's LSTM or GRU operators).</param>
 /// <param name="ParameterCount">Trainable parameters of the network.</param>
-/// <param name="MaxLength">The longest series, in steps, the model accepts.</param>
-public sealed record SequenceFitResult(TransformerChain<ITransformer> Model, TrainingHistory History, byte[] OnnxModel, long ParameterCount, int MaxLength);
+/// <param name="MaxLength">The steps training batches were padded to: the column's steps for a fixed-length column, else MaxLength or the longest training series. Predictions take series of any length.</param>
+public sealed record SequenceFitResult(TransformerChain<ITransformer> Model, TrainingHistory History, byte[] OnnxModel, long ParameterCount, int MaxLength)
+    : FitResult(Model, History, OnnxModel, ParameterCount);
 
 /// <summary>
 /// An LSTM or GRU classifier of multivariate series of any length, trained with TorchSharp and served through
 /// ONNX's own LSTM and GRU operators. Steps past a series' end are masked, so padding never changes a prediction.
-/// Outputs <c>Score</c> (class probabilities) and a key-typed <c>PredictedLabel</c>.
+/// Outputs <c>Score</c> (class probabilities) and a key-typed <c>PredictedLabel</c>. A model fitted on a
+/// variable-length column takes it as it is (ML.NET's ONNX transformer feeds a vector of unknown size to the graph's
+/// one free dimension), so a saved model loads and predicts with plain ML.NET.
 /// </summary>
-/// <remarks>
-/// A model fitted on a variable-length column pads it with ML.NET's CustomMapping; before loading such a model,
-/// call <c>mlContext.ComponentCatalog.RegisterAssembly(typeof(SequenceClassifierEstimator).Assembly)</c>.
-/// </remarks>
 /// <example>
 /// <code>
 /// var train = TimeSeriesFile.Load(mlContext, "JapaneseVowels_TRAIN.ts");
@@ -32,93 +30,76 @@ public sealed record SequenceFitResult(TransformerChain<ITransformer> Model, Tra
 ///     labelColumnName: "Label");
 /// </code>
 /// </example>
-public sealed class SequenceClassifierEstimator : IEstimator<TransformerChain<ITransformer>>
+public sealed class SequenceClassifierEstimator : DeepVariantsEstimator<SequenceClassifierOptions, SequenceFitResult>
 {
-    private const string LogitsColumn = ClassificationColumns.LogitsColumn;
-    private readonly ModelContext _context;
+    internal SequenceClassifierEstimator(ModelContext context, SequenceClassifierOptions options) : base(context, options, "DeepVariants.Sequences") { }
 
-    internal SequenceClassifierEstimator(ModelContext context, SequenceClassifierOptions options)
+    private protected override FitTask CreateTask(SchemaView schema) => SequenceTask.Create(schema, Options);
+
+    /// <summary>The sequence classifier's part of a fit: series padded with NaN to the longest, a recurrent network, its ONNX graph.</summary>
+    private sealed class SequenceTask : FitTask
     {
-        ArgumentNullException.ThrowIfNull(options);
-        _context = context;
-        Options = options;
-    }
+        private readonly SequenceClassifierOptions _options;
+        private readonly int _fixedSize;
 
-    /// <summary>The options this estimator trains with.</summary>
-    public SequenceClassifierOptions Options { get; }
-
-    /// <summary>Trains on <paramref name="input"/> and returns the ML.NET model.</summary>
-    public TransformerChain<ITransformer> Fit(IDataView input) => Train(input).Model;
-
-    /// <summary>Trains, validating (and early stopping, when enabled) on <paramref name="validationData"/>, and returns the model with its history and ONNX graph.</summary>
-    public SequenceFitResult Train(IDataView trainData, IDataView? validationData = null)
-    {
-        ArgumentNullException.ThrowIfNull(trainData);
-        Options.Validate();
-        var log = _context.Logger("DeepVariants.Sequences");
-        string column = Options.FeatureColumnName;
-        int channels = Options.Channels;
-        int fixedSize = SeriesReader.RequireSeriesColumn(trainData.Schema, column, channels);
-
-        (string labelColumn, var train, var validation, _) = ClassificationColumns.KeyedLabel(_context, Options.LabelColumnName, trainData, validationData,
-            type => type is PrimitiveDataViewType, "a key, text, number or boolean label");
-        var labels = DataViewReader.RequireKeyLabel(train.Schema, labelColumn);
-        var trainSeries = SeriesReader.Read(train, column, channels, labelColumn);
-        int maxLength = fixedSize > 0 ? fixedSize / channels : Options.MaxLength > 0 ? Options.MaxLength : trainSeries.Longest;
-        var validationSeries = validation is null ? null : SeriesReader.Read(validation, column, channels, labelColumn);
-        trainSeries.CheckLongest(maxLength, "training");
-        validationSeries?.CheckLongest(maxLength, "validation");
-        if (trainSeries.Labels.Distinct().Count() < 2)
-            throw new ArgumentException($"Label column '{Options.LabelColumnName}' has a single class in the training data; a classifier needs at least two.", nameof(trainData));
-
-        using var trainSet = trainSeries.ToDataset(maxLength);
-        using var validationSet = validationSeries?.ToDataset(maxLength);
-        int seed = _context.ResolveSeed(Options.Seed);
-        var device = TorchDevices.Resolve(Options.Device, _context.Environment, log);
-        random.manual_seed(seed);
-        using var network = new SequenceNetwork(Options.Architecture, channels, labels.ClassCount);
-        if (Options.NormalizeChannels)
-            network.FitChannelScaling(trainSet.Inputs);
-        log($"Training a {Options.Architecture.Cell} sequence classifier ({network.ParameterCount:N0} parameters) on {trainSet.Count:N0} series of up to {maxLength} steps, {labels.ClassCount} classes, device {device}, seed {seed}.");
-        var history = TorchTrainer.Train(network, trainSet, validationSet, new ClassificationObjective(), Options, device, seed, log);
-
-        // A variable-length column is padded (with NaN) to a fixed size first: ML.NET's ONNX transformer takes fixed sizes only.
-        ITransformer? padding = null;
-        IDataView prepared = train;
-        string onnxInput = column;
-        int inputSize = fixedSize;
-        if (fixedSize == 0)
+        private SequenceTask(SequenceClassifierOptions options, int fixedSize)
         {
-            inputSize = SeriesPadding.SizeFor((long)maxLength * channels);
-            padding = SeriesPadding.Estimator(_context, column, inputSize).Fit(train);
-            prepared = padding.Transform(train);
-            onnxInput = SeriesPadding.PaddedColumn;
+            _options = options;
+            _fixedSize = fixedSize;
         }
-        byte[] onnx = network.ExportOnnx(onnxInput, inputSize, LogitsColumn);
-        var onnxTransformer = OnnxServing.Apply(_context, onnx, [onnxInput], [LogitsColumn], prepared);
-        var scored = onnxTransformer.Transform(prepared);
-        string[] temporary = padding is null ? [] : [SeriesPadding.InputColumn, SeriesPadding.PaddedColumn];
-        var (head, drop) = ClassificationColumns.SoftmaxTail(_context, scored, labelColumn, labels, Options.ScoreColumnName,
-            Options.PredictedLabelColumnName, temporary);
-        var model = OnnxServing.Chain(padding, onnxTransformer, head, drop);
-        return new SequenceFitResult(model, history, onnx, network.ParameterCount, fixedSize > 0 ? fixedSize / channels : inputSize / channels);
-    }
 
-    /// <inheritdoc/>
-    public SchemaShape GetOutputSchema(SchemaShape inputSchema)
-    {
-        ArgumentNullException.ThrowIfNull(inputSchema);
-        Options.Validate();
-        var columns = inputSchema.ToDictionary(c => c.Name);
-        string column = Options.FeatureColumnName;
-        if (!columns.TryGetValue(column, out var series))
-            throw DataViewReader.MissingColumn(column);
-        if (series.ItemType != NumberDataViewType.Single || series.Kind == SchemaShape.Column.VectorKind.Scalar)
-            throw new ArgumentOutOfRangeException(column,
-                $"Schema mismatch for input column '{column}': expected a Vector<Single> of steps x {Options.Channels} values, got {series.Kind} of {series.ItemType}.");
-        if (!columns.TryGetValue(Options.LabelColumnName, out var label))
-            throw DataViewReader.MissingColumn(Options.LabelColumnName);
-        ClassificationColumns.AddMulticlassOutputs(columns, label, Options.ScoreColumnName, Options.PredictedLabelColumnName);
-        return new SchemaShape(columns.Values);
+        /// <summary>The steps training batches hold (known once the training data is read).</summary>
+        public int MaxLength { get; private set; }
+
+        public static SequenceTask Create(SchemaView schema, SequenceClassifierOptions o)
+        {
+            var series = schema.Require(o.FeatureColumnName);
+            if (!series.IsFloatVector)
+                throw schema.Mismatch(series, $"a Vector<Single> of steps x {o.Channels} values");
+            bool fixedLength = series.Kind == SchemaShape.Column.VectorKind.Vector;
+            if (schema.HasSizes && fixedLength && series.Size % o.Channels != 0)
+                throw schema.Mismatch(series, $"a Vector<Single> whose size is a multiple of Channels ({o.Channels})");
+            var label = ClassLabels.Check(schema, o.LabelColumnName);
+            return new SequenceTask(o, fixedLength ? series.Size : 0)
+            {
+                Label = label,
+                Tail = new ServingTail.Multiclass(o.ScoreColumnName, o.PredictedLabelColumnName),
+                Description = $"a {o.Architecture.Cell} sequence classifier",
+                InputColumn = o.FeatureColumnName,
+            };
+        }
+
+        public override RowReader Reader(IDataView prepared, string role)
+        {
+            string column = _options.FeatureColumnName;
+            int channels = _options.Channels;
+            // Validation batches hold their own longest series: the network takes any length.
+            int steps = _fixedSize > 0 ? _fixedSize / channels
+                : role == "training" && _options.MaxLength > 0 ? _options.MaxLength
+                : role == "training" && MaxLength > 0 ? MaxLength
+                : SeriesFeatures.Longest(prepared, column, channels, role);
+            if (role == "training")
+                MaxLength = steps;
+            return new RowReader(new SeriesFeatures(prepared.Schema[column], channels, steps),
+                new ClassTarget(prepared.Schema[Fit.Label!.KeyColumn], Fit.Label.UserColumn));
+        }
+
+        public override FitResult Result(FitResult result, nn.Module<Tensor, Tensor> network) =>
+            new SequenceFitResult(result.Model, result.History, result.OnnxModel, result.ParameterCount, MaxLength) { Trained = result.Trained };
+
+        public override nn.Module<Tensor, Tensor> CreateNetwork() => new SequenceNetwork(_options.Architecture, _options.Channels, Fit.Label!.Info.ClassCount);
+
+        public override void Initialize(nn.Module<Tensor, Tensor> network)
+        {
+            if (_options.NormalizeChannels)
+                ((SequenceNetwork)network).FitChannelScaling(Fit.TrainSource);
+        }
+
+        public override OnnxExport Export(nn.Module<Tensor, Tensor> network)
+        {
+            string column = _options.FeatureColumnName, logits = ClassificationColumns.LogitsColumn;
+            byte[] onnx = ((SequenceNetwork)network).ExportOnnx(column, _fixedSize > 0 ? _fixedSize : null, logits);
+            return new OnnxExport(onnx, [column], [logits]);
+        }
     }
 }

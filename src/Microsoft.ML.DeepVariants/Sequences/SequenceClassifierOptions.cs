@@ -118,10 +118,7 @@ public sealed class SequenceClassifierOptions : TrainingOptions
     public override void Validate()
     {
         base.Validate();
-        if (string.IsNullOrWhiteSpace(FeatureColumnName))
-            throw new ArgumentException("FeatureColumnName must name a column.", nameof(FeatureColumnName));
-        if (string.IsNullOrWhiteSpace(LabelColumnName))
-            throw new ArgumentException("LabelColumnName must name a column.", nameof(LabelColumnName));
+        RequireColumnNames((nameof(FeatureColumnName), FeatureColumnName), (nameof(LabelColumnName), LabelColumnName));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(Channels, nameof(Channels));
         ArgumentOutOfRangeException.ThrowIfNegative(MaxLength, nameof(MaxLength));
         ArgumentNullException.ThrowIfNull(Architecture, nameof(Architecture));

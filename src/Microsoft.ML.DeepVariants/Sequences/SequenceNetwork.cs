@@ -92,7 +92,7 @@ internal sealed class RecurrentDirection : nn.Module
 /// <example>
 /// <code>
 /// using var network = new SequenceNetwork(new SequenceArchitecture { Cell = RecurrentCell.Gru }, channels: 3, classes: 4);
-/// byte[] onnx = network.ExportOnnx("series", inputSize: 30 * 3, logitsName: "logits");
+/// byte[] onnx = network.ExportOnnx("series", inputSize: null, logitsName: "logits");   // series of any length
 /// </code>
 /// </example>
 public sealed class SequenceNetwork : Module<Tensor, Tensor>
@@ -156,17 +156,36 @@ public sealed class SequenceNetwork : Module<Tensor, Tensor>
     /// </summary>
     public void FitChannelScaling(Tensor series)
     {
+        using var source = new InMemoryBatchSource(series.alias(), zeros(series.shape[0], dtype: ScalarType.Int64));
+        FitChannelScaling(source);
+    }
+
+    /// <summary>As <see cref="FitChannelScaling(Tensor)"/>, over every batch of a source (in memory or streamed), in double precision.</summary>
+    internal void FitChannelScaling(IBatchSource series)
+    {
         using var scope = NewDisposeScope();
-        var present = series.isnan().logical_not();
-        var values = where(present, series, zeros_like(series));
-        var count = present.sum([0, 1]).to_type(ScalarType.Float32).clamp_min(1);
-        var mean = values.sum([0, 1]) / count;
-        var variance = where(present, (series - mean).square(), zeros_like(series)).sum([0, 1]) / count;
-        var scale = variance.sqrt();
+        var count = zeros(Channels, dtype: ScalarType.Float64);
+        var sum = zeros(Channels, dtype: ScalarType.Float64);
+        var squares = zeros(Channels, dtype: ScalarType.Float64);
+        foreach (var batch in series.Batches(1024, shuffle: false, seed: 0, epoch: 0, CancellationToken.None))
+        {
+            using (batch)
+            {
+                var x = batch.Inputs.to_type(ScalarType.Float64);
+                var present = x.isnan().logical_not();
+                var values = where(present, x, zeros_like(x));
+                count.add_(present.sum([0, 1]).to_type(ScalarType.Float64));
+                sum.add_(values.sum([0, 1]));
+                squares.add_(values.square().sum([0, 1]));
+            }
+        }
+        count = count.clamp_min(1);
+        var mean = sum / count;
+        var scale = (squares / count - mean.square()).clamp_min(0).sqrt();
         scale = where(scale.gt(1e-6), scale, ones_like(scale));
         using var noGrad = no_grad();
-        channel_mean.copy_(mean);
-        channel_scale.copy_(scale);
+        channel_mean.copy_(mean.to_type(ScalarType.Float32));
+        channel_scale.copy_(scale.to_type(ScalarType.Float32));
     }
 
     /// <summary>Class logits [N, K] of series [N, T, C] (trailing all-NaN steps are padding).</summary>
@@ -220,33 +239,40 @@ public sealed class SequenceNetwork : Module<Tensor, Tensor>
     }
 
     /// <summary>
-    /// Exports to ONNX for ML.NET (one row, no batch dimension): input <paramref name="inputName"/> of
-    /// <paramref name="inputSize"/> values, read as <c>inputSize / Channels</c> steps of <see cref="Channels"/>
-    /// values (step-major; trailing values that do not fill a step are ignored), and output <paramref name="logitsName"/>
-    /// [K]. The recurrent layers are ONNX's own LSTM or GRU operators with per-row sequence_lens.
+    /// Exports to ONNX for ML.NET (one row, no batch dimension). With <paramref name="inputSize"/> the input
+    /// <paramref name="inputName"/> holds that many values (a fixed-length column); without it the input is [1, values] of
+    /// any length (a variable-length column: ML.NET's ONNX transformer sizes the one free dimension from each row). Either
+    /// way the values are read step-major, <see cref="Channels"/> per step, trailing all-NaN steps are padding, and the step
+    /// count comes from the input's shape, so one graph takes series of every length. The output <paramref name="logitsName"/>
+    /// is [K]. The recurrent layers are ONNX's own LSTM or GRU operators with per-row sequence_lens.
     /// </summary>
-    public byte[] ExportOnnx(string inputName, int inputSize, string logitsName)
+    public byte[] ExportOnnx(string inputName, int? inputSize, string logitsName)
     {
         eval();
         using var scope = NewDisposeScope();
-        long steps = inputSize / Channels;
-        if (steps < 1)
-            throw new ArgumentOutOfRangeException(nameof(inputSize), inputSize, $"The input must hold at least one step of {Channels} channels.");
+        if (inputSize is { } size && (size < Channels || size % Channels != 0))
+            throw new ArgumentOutOfRangeException(nameof(inputSize), inputSize, $"The input must hold whole steps of {Channels} channels.");
         var b = new OnnxGraphBuilder();
-        string input = b.AddInput(inputName, batched: false, inputSize);
-        if (steps * Channels != inputSize)
-            input = b.AddNode("Slice", [input, b.AddInitializer("start", [0L]), b.AddInitializer("end", [steps * Channels]), b.AddInitializer("axis", [0L])]);
-        string x = b.AddNode("Reshape", [input, b.AddInitializer("sequence_shape", [steps, 1L, Channels])]);
+        string input = inputSize is { } fixedSize
+            ? b.AddInput(inputName, TensorProto.Types.DataType.Float, (long)fixedSize)
+            : b.AddInput(inputName, TensorProto.Types.DataType.Float, 1L, "values");
+        string x = b.AddNode("Reshape", [input, b.AddInitializer("sequence_shape", [-1L, 1L, Channels])]);
         x = b.AddNode("Div", [b.AddNode("Sub", [x, b.AddInitializer("channel_mean", channel_mean)]), b.AddInitializer("channel_scale", channel_scale)]);
 
         // Padding: a step whose channels are all NaN. The length is one past the last step that is not.
         string isNan = b.AddNode("IsNaN", [x]);
         string present = b.AddNode("Cast", [b.AddNode("Not", [isNan])], OnnxGraphBuilder.Int("to", (long)TensorProto.Types.DataType.Float));
         string stepPresent = b.AddNode("ReduceMax", [present], OnnxGraphBuilder.Ints("axes", [1, 2]), OnnxGraphBuilder.Int("keepdims", 0));
-        string stepNumbers = b.AddInitializer("step_numbers", arange(1, steps + 1, dtype: ScalarType.Float32));
+        // Step numbers 1..T and indices 0..T-1, with T from the input's shape.
+        string one = b.AddInitializer("one", ones([]));
+        string zero = b.AddInitializer("zero_scalar", zeros([]));
+        string steps = b.AddNode("Cast", [b.AddNode("Squeeze", [b.AddNode("Shape", [stepPresent]), b.AddInitializer("shape_axis", [0L])])],
+            OnnxGraphBuilder.Int("to", (long)TensorProto.Types.DataType.Float));
+        string stepNumbers = b.AddNode("Range", [one, b.AddNode("Add", [steps, one]), one]);
+        string stepIndices = b.AddNode("Range", [zero, steps, one]);
         string length = b.AddNode("ReduceMax", [b.AddNode("Mul", [stepPresent, stepNumbers])], OnnxGraphBuilder.Int("keepdims", 1));
         string sequenceLength = b.AddNode("Cast", [length], OnnxGraphBuilder.Int("to", (long)TensorProto.Types.DataType.Int32));
-        string valid = b.AddNode("Less", [b.AddInitializer("step_indices", arange(steps, dtype: ScalarType.Float32)), length]);
+        string valid = b.AddNode("Less", [stepIndices, length]);
         x = b.AddNode("Where", [isNan, b.AddInitializer("zero", zeros(1)), x]);
 
         int directionCount = Architecture.Bidirectional ? 2 : 1;
@@ -268,11 +294,11 @@ public sealed class SequenceNetwork : Module<Tensor, Tensor>
             var outputs = b.AddNode(Architecture.Cell == RecurrentCell.Lstm ? "LSTM" : "GRU", [y, w, r, bias, sequenceLength], 2, attributes.ToArray());
             // Y [T, dirs, 1, H] -> [T, 1, dirs * H], the next layer's input; Y_h [dirs, 1, H] is each direction's final state.
             y = b.AddNode("Reshape", [b.AddNode("Transpose", [outputs[0]], OnnxGraphBuilder.Ints("perm", [0, 2, 1, 3])),
-                b.AddInitializer("layer_output_shape", [steps, 1L, OutputSize])]);
+                b.AddInitializer("layer_output_shape", [-1L, 1L, OutputSize])]);
             finalState = outputs[1];
         }
 
-        string outputsByStep = b.AddNode("Reshape", [y, b.AddInitializer("steps_by_features", [steps, (long)OutputSize])]);
+        string outputsByStep = b.AddNode("Reshape", [y, b.AddInitializer("steps_by_features", [-1L, (long)OutputSize])]);
         string pooled = Architecture.Pooling switch
         {
             SequencePooling.Last => b.AddNode("Reshape", [finalState, b.AddInitializer("pooled_shape", [1L, OutputSize])]),

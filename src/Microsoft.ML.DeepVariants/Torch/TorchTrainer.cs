@@ -5,28 +5,6 @@ using static TorchSharp.torch;
 
 namespace Microsoft.ML.DeepVariants;
 
-/// <summary>Rows held as tensors on the CPU: inputs [N, ...] and targets [N, ...].</summary>
-internal sealed class TensorDataset : IDisposable
-{
-    public TensorDataset(Tensor inputs, Tensor targets)
-    {
-        if (inputs.shape[0] != targets.shape[0])
-            throw new ArgumentException($"Inputs have {inputs.shape[0]} rows but targets have {targets.shape[0]}.");
-        Inputs = inputs;
-        Targets = targets;
-    }
-
-    public Tensor Inputs { get; }
-    public Tensor Targets { get; }
-    public long Count => Inputs.shape[0];
-
-    public void Dispose()
-    {
-        Inputs.Dispose();
-        Targets.Dispose();
-    }
-}
-
 /// <summary>What a model is trained to do: its loss, and an optional metric (higher is better) summed over a batch.</summary>
 internal interface ITrainingObjective
 {
@@ -80,120 +58,183 @@ internal interface ILearningRateGroups
     IEnumerable<(IReadOnlyList<Parameter> Parameters, double Factor)> LearningRateGroups { get; }
 }
 
+/// <summary>Everything one training run needs.</summary>
+internal sealed class TrainingRun
+{
+    public required nn.Module<Tensor, Tensor> Model { get; init; }
+    public required IBatchSource Train { get; init; }
+    public IBatchSource? Validation { get; init; }
+    public required ITrainingObjective Objective { get; init; }
+    public required TrainingOptions Options { get; init; }
+    public required Device Device { get; init; }
+    public required int Seed { get; init; }
+    public Action<string>? Log { get; init; }
+
+    /// <summary>Draw each epoch's batches in a random order; false keeps the rows in order (a graph trains on all its nodes at once).</summary>
+    public bool Shuffle { get; init; } = true;
+
+    /// <summary>Applied to each training batch's inputs only (noise for a denoiser, augmentation for a classifier), never to validation.</summary>
+    public Func<Tensor, Tensor>? Corrupt { get; init; }
+
+    /// <summary>Recomputes a batch's targets from its (corrupted) inputs, as a teacher does for an augmented batch.</summary>
+    public Func<Tensor, Tensor, Tensor>? BatchTargets { get; init; }
+
+    /// <summary>Runs after every optimizer step (pruning re-applies its masks there).</summary>
+    public Action? AfterStep { get; init; }
+
+    /// <summary>Identifies the run (options, seed, network, data) in a checkpoint, so another run's checkpoint is refused.</summary>
+    public string Fingerprint { get; init; } = "";
+}
+
 /// <summary>
-/// The training loop every DeepVariants model uses: shuffled mini-batches, Adam/AdamW/SGD, learning-rate
-/// schedules, validation with early stopping and restore of the best weights, a guard against NaN or
-/// infinite loss, cancellation and progress. Every batch runs in its own dispose scope, so native memory
-/// stays flat across epochs.
+/// The training loop every DeepVariants model uses: mini-batches from any <see cref="IBatchSource"/> (in memory or
+/// streamed), Adam/AdamW/SGD, learning-rate schedules, validation, callbacks (early stopping, learning-rate reduction,
+/// logging), a guard against NaN or infinite loss, cancellation, progress, and checkpoints from which a killed run
+/// resumes. Every batch runs in its own dispose scope, so native memory stays flat across epochs.
 /// </summary>
 internal static class TorchTrainer
 {
-    // shuffle: draw each epoch's batches in a random order; false keeps the rows in order (a graph trains on all its nodes at once).
-    // corrupt: applied to each training batch's inputs only (noise for a denoiser, augmentation for a classifier), never to validation.
-    // batchTargets: recomputes a batch's targets from its (corrupted) inputs, as a teacher does for an augmented batch.
-    // afterStep: runs after every optimizer step (pruning re-applies its masks there).
-    public static TrainingHistory Train(nn.Module<Tensor, Tensor> model, TensorDataset train, TensorDataset? validation,
-        ITrainingObjective objective, TrainingOptions options, Device device, int seed, Action<string>? log, bool shuffle = true,
-        Func<Tensor, Tensor>? corrupt = null, Func<Tensor, Tensor, Tensor>? batchTargets = null, Action? afterStep = null)
+    public static TrainingHistory Train(TrainingRun run)
     {
+        var (model, options, device, log) = (run.Model, run.Options, run.Device, run.Log);
         options.Validate();
-        if (train.Count == 0)
-            throw new ArgumentException("The training data has no rows.", nameof(train));
+        if (run.Train.Rows == 0)
+            throw new ArgumentException("The training data has no rows.", nameof(run));
 
         model.to(device);
         var (optimizer, factors) = CreateOptimizer(model, options);
         using var disposeOptimizer = optimizer;
-        using var shuffler = new Generator((ulong)seed);
-        int batches = (int)((train.Count + options.BatchSize - 1) / options.BatchSize);
-        var history = new List<TrainingProgress>();
-        var clock = Stopwatch.StartNew();
+        var callbacks = options.Callbacks.ToList();
+        if (options.EarlyStoppingPatience > 0)
+            callbacks.Insert(0, new EarlyStopping { Patience = options.EarlyStoppingPatience });
+
+        var checkpoint = options.CheckpointDirectory is { } directory ? new TrainingCheckpoint(directory, run.Fingerprint) : null;
         Dictionary<string, Tensor>? best = null;
-        double bestScore = double.NegativeInfinity;
-        int bestEpoch = 0, epochsWithoutGain = 0;
-        bool stoppedEarly = false;
+        var state = checkpoint?.TryLoad(model, optimizer, out best);
+        if (state is not null)
+        {
+            foreach (var callback in callbacks)
+                if (state.Callbacks.TryGetValue(Key(callback, callbacks), out string? saved) && saved is not null)
+                    callback.RestoreState(saved);
+            log?.Invoke($"Resuming from the checkpoint in '{options.CheckpointDirectory}' after epoch {state.History.Count}.");
+        }
+        state ??= new TrainingCheckpoint.LoopState([], 0, double.NegativeInfinity, 1, false, null, []);
+        var history = state.History;
+        int firstEpoch = history.Count + 1;
+        foreach (var callback in callbacks)
+            callback.OnTrainingBegin(firstEpoch, options.Epochs);
+
+        int batchSize = options.BatchSize;
+        int batchesPerPass = (int)((run.Train.Rows + batchSize - 1) / batchSize);
+        int batches = Math.Min(batchesPerPass, options.StepsPerEpoch ?? int.MaxValue);
+        var elapsedBefore = history.Count > 0 ? history[^1].Elapsed : TimeSpan.Zero;
+        var clock = Stopwatch.StartNew();
+        TimeSpan Elapsed() => elapsedBefore + clock.Elapsed;
 
         try
         {
-            for (int epoch = 1; epoch <= options.Epochs; epoch++)
+            for (int epoch = firstEpoch; epoch <= options.Epochs && state.StopReason is null; epoch++)
             {
-                double lr = LearningRateAt(options, epoch);
+                double lr = LearningRateAt(options, epoch) * state.LearningRateScale;
                 SetLearningRate(optimizer, lr, factors);
                 model.train();
-                double lossSum = 0;
+                double lossSum = 0, metricSum = 0;
                 long rowsSeen = 0;
-                using var order = shuffle ? randperm(train.Count, generator: shuffler) : arange(train.Count);
-
-                for (int b = 0; b < batches; b++)
+                bool hasMetric = true;
+                int b = 0;
+                foreach (var batch in run.Train.Batches(batchSize, run.Shuffle, run.Seed, epoch, options.CancellationToken))
                 {
-                    options.CancellationToken.ThrowIfCancellationRequested();
-                    using var scope = NewDisposeScope();
-                    long start = (long)b * options.BatchSize;
-                    long length = Math.Min(options.BatchSize, train.Count - start);
-                    var index = order.narrow(0, start, length);
-                    var x = train.Inputs.index_select(0, index).to(device);
-                    var y = train.Targets.index_select(0, index).to(device);
-                    if (corrupt is not null)
-                        x = corrupt(x);
-                    if (batchTargets is not null)
-                        y = batchTargets(x, y);
+                    using (batch)
+                    {
+                        options.CancellationToken.ThrowIfCancellationRequested();
+                        using var scope = NewDisposeScope();
+                        var x = batch.Inputs.to(device);
+                        var y = batch.Targets.to(device);
+                        if (run.Corrupt is not null)
+                            x = run.Corrupt(x);
+                        if (run.BatchTargets is not null)
+                            y = run.BatchTargets(x, y);
 
-                    optimizer.zero_grad();
-                    var loss = objective.Loss(model.call(x), y);
-                    double value = loss.item<float>();
-                    if (!double.IsFinite(value))
-                        throw new InvalidOperationException(
-                            $"Training stopped: the loss became {value} at epoch {epoch}, batch {b + 1}. " +
-                            $"Lower the learning rate (LearningRate is {options.LearningRate}) or check the inputs for extreme values.");
-                    loss.backward();
-                    optimizer.step();
-                    afterStep?.Invoke();
+                        optimizer.zero_grad();
+                        var output = model.call(x);
+                        var loss = run.Objective.Loss(output, y);
+                        double value = loss.item<float>();
+                        if (!double.IsFinite(value))
+                            throw new InvalidOperationException(
+                                $"Training stopped: the loss became {value} at epoch {epoch}, batch {b + 1}. " +
+                                $"Lower the learning rate (LearningRate is {options.LearningRate}) or check the inputs for extreme values.");
+                        loss.backward();
+                        optimizer.step();
+                        run.AfterStep?.Invoke();
 
-                    long counted = objective.CountedRows(y);
-                    lossSum += value * counted;
-                    rowsSeen += counted;
-                    options.Progress?.Report(new TrainingProgress(epoch, options.Epochs, b + 1, batches,
-                        lossSum / rowsSeen, null, null, lr, clock.Elapsed, IsEpochEnd: false));
+                        long counted = run.Objective.CountedRows(y);
+                        double? metric;
+                        using (no_grad())
+                            metric = run.Objective.MetricSum(output, y);
+                        hasMetric &= metric.HasValue;
+                        metricSum += metric ?? 0;
+                        lossSum += value * counted;
+                        rowsSeen += counted;
+                        b++;
+                        options.Progress?.Report(new TrainingProgress(epoch, options.Epochs, b, batches,
+                            lossSum / Math.Max(1, rowsSeen), null, null, lr, Elapsed(), IsEpochEnd: false,
+                            hasMetric && rowsSeen > 0 ? metricSum / rowsSeen : null));
+                    }
+                    if (b == batches)
+                        break;
                 }
 
                 double? validationLoss = null, validationMetric = null;
-                if (validation is not null)
-                    (validationLoss, validationMetric) = Evaluate(model, validation, objective, options.BatchSize, device);
-                var summary = new TrainingProgress(epoch, options.Epochs, batches, batches, lossSum / rowsSeen,
-                    validationLoss, validationMetric, lr, clock.Elapsed, IsEpochEnd: true);
+                if (run.Validation is not null)
+                    (validationLoss, validationMetric) = Evaluate(model, run.Validation, run.Objective, batchSize, device, options.CancellationToken);
+                var summary = new TrainingProgress(epoch, options.Epochs, b, batches, lossSum / Math.Max(1, rowsSeen),
+                    validationLoss, validationMetric, lr, Elapsed(), IsEpochEnd: true, hasMetric && rowsSeen > 0 ? metricSum / rowsSeen : null);
                 history.Add(summary);
                 options.Progress?.Report(summary);
-                log?.Invoke($"Epoch {epoch}/{options.Epochs}: loss {summary.Loss:F4}" +
-                    (validationLoss is null ? "" : $", validation loss {validationLoss:F4}") +
-                    (validationMetric is null ? "" : $", validation metric {validationMetric:F4}") +
-                    $", lr {lr:G3}, {clock.Elapsed.TotalSeconds:F1} s");
+                log?.Invoke(EpochLine(summary, firstEpoch, clock.Elapsed));
 
-                if (validation is not null)
+                bool isBest = false;
+                if (run.Validation is not null)
                 {
                     double score = options.EarlyStoppingCriterion == EarlyStoppingCriterion.ValidationLoss || validationMetric is null
                         ? -validationLoss!.Value
                         : validationMetric.Value;
-                    if (score > bestScore)
+                    if (score > state.BestScore)
                     {
-                        bestScore = score;
-                        bestEpoch = epoch;
-                        epochsWithoutGain = 0;
-                        if (options.EarlyStoppingPatience > 0)
-                            ReplaceSnapshot(ref best, model);
+                        isBest = true;
+                        state = state with { BestScore = score, BestEpoch = epoch };
+                        ReplaceSnapshot(ref best, model);
                     }
-                    else if (options.EarlyStoppingPatience > 0 && ++epochsWithoutGain >= options.EarlyStoppingPatience)
-                    {
-                        stoppedEarly = epoch < options.Epochs;
-                        log?.Invoke($"Early stopping after epoch {epoch}: no gain for {epochsWithoutGain} epochs; restoring epoch {bestEpoch}.");
-                        break;
-                    }
+                }
+                var end = new EpochEnd(summary, history, isBest, state.LearningRateScale, run.Validation is not null);
+                foreach (var callback in callbacks)
+                    callback.OnEpochEnd(end);
+                state = state with { LearningRateScale = end.LearningRateScale, RestoreBest = state.RestoreBest || end.RestoreBestWeights, StopReason = end.StopReason };
+                if (end.StopReason is not null)
+                    log?.Invoke($"Early stopping after epoch {epoch}: {end.StopReason}" +
+                        (state.RestoreBest && state.BestEpoch > 0 ? $"; restoring epoch {state.BestEpoch}." : "."));
+                if (checkpoint is not null)
+                {
+                    var saved = state with { Callbacks = callbacks.ToDictionary(c => Key(c, callbacks), c => c.SaveState()) };
+                    checkpoint.Save(saved, model, optimizer, best);
                 }
             }
 
-            // The model keeps the best epoch's weights only when early stopping kept a snapshot; otherwise the last.
-            if (best is not null && bestEpoch != history.Count)
-                RestoreSnapshot(model, best, device);
-            else if (best is null)
-                bestEpoch = history.Count;
+            // The model keeps the best epoch's weights only when a callback (early stopping) asked for them; otherwise the last.
+            int bestEpoch = history.Count;
+            if (state.RestoreBest && best is not null && state.BestEpoch > 0)
+            {
+                if (state.BestEpoch != history.Count)
+                    RestoreSnapshot(model, best, device);
+                bestEpoch = state.BestEpoch;
+            }
+            model.eval();
+            bool stoppedEarly = state.StopReason is not null && history.Count < options.Epochs;
+            var result = new TrainingHistory(history, bestEpoch, stoppedEarly, device.ToString());
+            foreach (var callback in callbacks)
+                callback.OnTrainingEnd(result);
+            checkpoint?.Delete();
+            return result;
         }
         finally
         {
@@ -201,39 +242,54 @@ internal static class TorchTrainer
                 foreach (var tensor in best.Values)
                     tensor.Dispose();
         }
-        model.eval();
-        return new TrainingHistory(history, bestEpoch, stoppedEarly, device.ToString());
     }
 
     /// <summary>Mean loss and metric (per row) of a data set, in evaluation mode and without gradients.</summary>
-    public static (double Loss, double? Metric) Evaluate(nn.Module<Tensor, Tensor> model, TensorDataset data,
-        ITrainingObjective objective, int batchSize, Device device)
+    public static (double Loss, double? Metric) Evaluate(nn.Module<Tensor, Tensor> model, IBatchSource data,
+        ITrainingObjective objective, int batchSize, Device device, CancellationToken token = default)
     {
         model.eval();
         using var noGrad = no_grad();
         double lossSum = 0, metricSum = 0;
         long counted = 0;
         bool hasMetric = true;
-        for (long start = 0; start < data.Count; start += batchSize)
+        foreach (var batch in data.Batches(batchSize, shuffle: false, seed: 0, epoch: 0, token))
         {
-            using var scope = NewDisposeScope();
-            long length = Math.Min(batchSize, data.Count - start);
-            var x = data.Inputs.narrow(0, start, length).to(device);
-            var y = data.Targets.narrow(0, start, length).to(device);
-            long rows = objective.CountedRows(y);
-            if (rows == 0)
-                continue;
-            var output = model.call(x);
-            lossSum += objective.Loss(output, y).item<float>() * rows;
-            double? metric = objective.MetricSum(output, y);
-            hasMetric &= metric.HasValue;
-            metricSum += metric ?? 0;
-            counted += rows;
+            using (batch)
+            {
+                using var scope = NewDisposeScope();
+                var y = batch.Targets.to(device);
+                long rows = objective.CountedRows(y);
+                if (rows == 0)
+                    continue;
+                var output = model.call(batch.Inputs.to(device));
+                lossSum += objective.Loss(output, y).item<float>() * rows;
+                double? metric = objective.MetricSum(output, y);
+                hasMetric &= metric.HasValue;
+                metricSum += metric ?? 0;
+                counted += rows;
+            }
         }
         if (counted == 0)
             throw new ArgumentException("The validation data has no labelled rows.", nameof(data));
         return (lossSum / counted, hasMetric ? metricSum / counted : null);
     }
+
+    // "Epoch 3/10: loss 0.4121, metric 0.8512, validation loss 0.4410, validation metric 0.8400, lr 0.001, 12.4 s, ETA 29 s"
+    private static string EpochLine(TrainingProgress e, int firstEpoch, TimeSpan thisRun)
+    {
+        int done = e.Epoch - firstEpoch + 1, left = e.Epochs - e.Epoch;
+        double eta = thisRun.TotalSeconds / done * left;
+        return $"Epoch {e.Epoch}/{e.Epochs}: loss {e.Loss:F4}" +
+            (e.Metric is null ? "" : $", metric {e.Metric:F4}") +
+            (e.ValidationLoss is null ? "" : $", validation loss {e.ValidationLoss:F4}") +
+            (e.ValidationMetric is null ? "" : $", validation metric {e.ValidationMetric:F4}") +
+            $", lr {e.LearningRate:G3}, {e.Elapsed.TotalSeconds:F1} s" + (left > 0 ? $", ETA {eta:F0} s" : "");
+    }
+
+    // Callbacks are told apart in a checkpoint by type and position among callbacks of the same type.
+    private static string Key(TrainingCallback callback, List<TrainingCallback> all) =>
+        $"{callback.GetType().FullName}#{all.Where(c => c.GetType() == callback.GetType()).ToList().IndexOf(callback)}";
 
     /// <summary>The learning rate of a 1-based epoch under the options' schedule.</summary>
     public static double LearningRateAt(TrainingOptions options, int epoch) => options.Schedule switch

@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace Microsoft.ML.DeepVariants;
 
 /// <summary>The optimizer a DeepVariants model trains with.</summary>
@@ -29,6 +31,17 @@ public enum EarlyStoppingCriterion
     ValidationMetric,
     /// <summary>The loss, lower is better.</summary>
     ValidationLoss,
+}
+
+/// <summary>How training reads its data.</summary>
+public enum DataLoadingMode
+{
+    /// <summary>In memory when the rows fit under <see cref="TrainingOptions.InMemoryLimitBytes"/>, else streamed.</summary>
+    Auto,
+    /// <summary>Every row is read once into native tensors before training.</summary>
+    InMemory,
+    /// <summary>Batches are read from the data view on a background thread during training, a few at a time.</summary>
+    Streaming,
 }
 
 /// <summary>
@@ -84,10 +97,43 @@ public class TrainingOptions
     /// <summary>Where to train. Default <see cref="TorchDeviceKind.Auto"/>.</summary>
     public TorchDeviceKind Device { get; set; } = TorchDeviceKind.Auto;
 
+    /// <summary>
+    /// In memory or streamed. Default <see cref="DataLoadingMode.Auto"/>: in memory when the data fits under
+    /// <see cref="InMemoryLimitBytes"/>, else streamed from the data view (image columns then decode batch by batch).
+    /// </summary>
+    public DataLoadingMode DataLoading { get; set; } = DataLoadingMode.Auto;
+
+    /// <summary>The most bytes of rows held in memory under <see cref="DataLoadingMode.Auto"/>; null for a quarter of the memory available to the process.</summary>
+    public long? InMemoryLimitBytes { get; set; }
+
+    /// <summary>Streaming only: rows in the shuffle buffer each row is drawn from (0 or 1: no buffer). Default 4096.</summary>
+    public int ShuffleBufferRows { get; set; } = 4096;
+
+    /// <summary>Streaming only: batches read ahead of training. Default 4.</summary>
+    public int PrefetchBatches { get; set; } = 4;
+
+    /// <summary>Batches per epoch, like Keras's <c>steps_per_epoch</c>; null for one full pass over the data. Each epoch starts a new pass.</summary>
+    public int? StepsPerEpoch { get; set; }
+
+    /// <summary>
+    /// When set, the weights, optimizer, schedule, callbacks, random generators and history are written here after every
+    /// epoch (to a temporary file, then moved), and a fit started again with the same options and data continues from
+    /// the last finished epoch, like Keras's <c>BackupAndRestore</c>. The checkpoint is deleted when training ends.
+    /// </summary>
+    [JsonIgnore]
+    public string? CheckpointDirectory { get; set; }
+
+    /// <summary>Called at the start and end of training and after every epoch; a callback can stop training or lower the learning rate.</summary>
+    /// <example><code>options.Callbacks.Add(new ReduceLearningRateOnPlateau { Patience = 3 });</code></example>
+    [JsonIgnore]
+    public IList<TrainingCallback> Callbacks { get; set; } = new List<TrainingCallback>();
+
     /// <summary>Receives an event after every batch and every epoch.</summary>
+    [JsonIgnore]
     public IProgress<TrainingProgress>? Progress { get; set; }
 
     /// <summary>Cancels training between batches (the fit then throws <see cref="OperationCanceledException"/>).</summary>
+    [JsonIgnore]
     public CancellationToken CancellationToken { get; set; }
 
     /// <summary>A copy that trains in batches of <paramref name="batchSize"/> rows (a graph trains on all its nodes at once).</summary>
@@ -96,6 +142,14 @@ public class TrainingOptions
         var copy = (TrainingOptions)MemberwiseClone();
         copy.BatchSize = batchSize;
         return copy;
+    }
+
+    /// <summary>Throws, naming the option, unless each of <paramref name="columns"/> (option name, value) names a column.</summary>
+    internal static void RequireColumnNames(params (string Option, string? Value)[] columns)
+    {
+        foreach (var (option, value) in columns)
+            if (string.IsNullOrWhiteSpace(value))
+                throw new ArgumentException($"{option} must name a column.", option);
     }
 
     /// <summary>The fewest epochs that make sense: 1, or 0 where training is optional (pruning's fine-tuning).</summary>
@@ -116,6 +170,18 @@ public class TrainingOptions
         if (!(StepGamma > 0) || StepGamma > 1)
             throw new ArgumentOutOfRangeException(nameof(StepGamma), StepGamma, "StepGamma must be in (0, 1].");
         ArgumentOutOfRangeException.ThrowIfNegative(EarlyStoppingPatience, nameof(EarlyStoppingPatience));
+        if (!Enum.IsDefined(DataLoading))
+            throw new ArgumentOutOfRangeException(nameof(DataLoading), DataLoading, "Unknown data loading mode.");
+        if (InMemoryLimitBytes is <= 0)
+            throw new ArgumentOutOfRangeException(nameof(InMemoryLimitBytes), InMemoryLimitBytes, "InMemoryLimitBytes must be null or above zero.");
+        ArgumentOutOfRangeException.ThrowIfNegative(ShuffleBufferRows, nameof(ShuffleBufferRows));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(PrefetchBatches, nameof(PrefetchBatches));
+        if (StepsPerEpoch is <= 0)
+            throw new ArgumentOutOfRangeException(nameof(StepsPerEpoch), StepsPerEpoch, "StepsPerEpoch must be null (a full pass) or above zero.");
+        if (CheckpointDirectory is not null && (string.IsNullOrWhiteSpace(CheckpointDirectory) || File.Exists(CheckpointDirectory)))
+            throw new ArgumentException($"CheckpointDirectory '{CheckpointDirectory}' must name a folder (it is created when missing), not a file.", nameof(CheckpointDirectory));
+        if (Callbacks is null || Callbacks.Any(c => c is null))
+            throw new ArgumentNullException(nameof(Callbacks), "Callbacks must be a list without null entries.");
     }
 }
 
@@ -130,8 +196,9 @@ public class TrainingOptions
 /// <param name="LearningRate">Learning rate used in this epoch.</param>
 /// <param name="Elapsed">Time since training started.</param>
 /// <param name="IsEpochEnd">True for the event that closes an epoch.</param>
+/// <param name="Metric">Training metric so far in this epoch (accuracy for classifiers), when the model has one.</param>
 public sealed record TrainingProgress(int Epoch, int Epochs, int Batch, int Batches, double Loss,
-    double? ValidationLoss, double? ValidationMetric, double LearningRate, TimeSpan Elapsed, bool IsEpochEnd);
+    double? ValidationLoss, double? ValidationMetric, double LearningRate, TimeSpan Elapsed, bool IsEpochEnd, double? Metric = null);
 
 /// <summary>What a fit did, epoch by epoch.</summary>
 /// <param name="Epochs">One entry per completed epoch.</param>

@@ -1,8 +1,7 @@
-using Microsoft.ML.DeepVariants.Pruning;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.DeepVariants;
+namespace Microsoft.ML.DeepVariants.Pruning;
 
 /// <summary>
 /// Magnitude pruning (Han et al. 2015) of a module's convolution and linear weights: the smallest weights by absolute

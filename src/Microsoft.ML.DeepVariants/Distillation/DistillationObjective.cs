@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.DeepVariants;
+namespace Microsoft.ML.DeepVariants.Distillation;
 
 /// <summary>
 /// Knowledge distillation (Hinton, Vinyals and Dean 2015): alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))
