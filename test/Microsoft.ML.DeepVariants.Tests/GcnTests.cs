@@ -43,6 +43,34 @@ public sealed class GcnTests
     }
 
     [TestMethod]
+    public void ANewGraphIsTransformedToTheFittedColumnsAndEvaluatesWithMLNet()
+    {
+        var ml = new MLContext(seed: 1);
+        var (nodes, edges) = Cora.Load(ml, CoraDirectory);
+        var result = ml.Transforms.DeepVariants.GcnNodeClassifier(edges, KipfAndWelling(seed: 1)).Train(nodes);
+        var fitted = result.Model.Transform(nodes);
+
+        // The training graph through the graph model: the fitted transformer's columns, with the same scores.
+        var scored = result.GraphModel.Transform(nodes, edges);
+        foreach (string column in new[] { "Score", "PredictedLabel", "Embedding" })
+            Assert.AreEqual(fitted.Schema[column].Type, scored.Schema[column].Type, column);
+        // The same graph gives the same predictions on every call (ONNX Runtime's parallel ScatterND add does not).
+        var once = result.GraphModel.Predict(nodes, edges).Select(p => p.Score).ToArray();
+        Assert.AreEqual(0f, TestData.MaxAbsDifference(once, result.GraphModel.Predict(nodes, edges).Select(p => p.Score).ToArray()));
+        Assert.IsLessThanOrEqualTo(1e-4f, TestData.MaxAbsDifference(TestData.Scores(fitted), TestData.Scores(scored)));
+
+        // Evaluate reads the text label as a key in the model's class order, and skips nodes without one: with only the
+        // test nodes labelled it gives the test accuracy counted by hand.
+        var (nodeList, edgeList) = CoraData.Value;
+        var testOnly = ml.Data.LoadFromEnumerable(nodeList.Select(n => n.Split == "test" ? n
+            : new CoraNode { NodeId = n.NodeId, Split = n.Split, Features = n.Features, Label = "" }));
+        var metrics = ml.MulticlassClassification.Evaluate(result.GraphModel.Transform(testOnly, ml.Data.LoadFromEnumerable(edgeList)));
+        double byHand = TestAccuracy(Predict(ml, result.Model, nodes));
+        TestContext.WriteLine($"new-graph path: Evaluate gives {metrics.MicroAccuracy:P2} on the test nodes; counted by hand {byHand:P2}");
+        Assert.AreEqual(byHand, metrics.MicroAccuracy, 1e-9);
+    }
+
+    [TestMethod]
     public void TrainingUsesOnlyTheTrainingLabels()
     {
         // Relabel every node outside the training and validation sets: the model must not change at all.

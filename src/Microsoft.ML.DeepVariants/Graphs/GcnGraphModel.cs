@@ -17,7 +17,10 @@ public sealed record GcnNodePrediction(object NodeId, string PredictedLabel, flo
 /// with ONNX Runtime (no TorchSharp). It saves to and loads from a single .onnx file whose metadata holds the
 /// class names and column names. The ONNX graph's inputs are <c>features</c> [nodes, F], <c>edge_source</c> and
 /// <c>edge_target</c> [edges] (int64) and <c>edge_weight</c> [edges]: the normalised operator
-/// D^-1/2 (A + I) D^-1/2 in both directions and with self-loops, which <see cref="Predict"/> builds.
+/// D^-1/2 (A + I) D^-1/2 in both directions and with self-loops, which <see cref="Predict"/> builds. The messages are summed
+/// with ScatterND (reduction "add"), which ONNX Runtime computes wrongly, and differently on each call, when it runs that
+/// operator on several threads (microsoft/onnxruntime#18048): this class runs it on one, and so should anyone who runs the
+/// graph with ONNX Runtime directly (<c>SessionOptions.IntraOpNumThreads = 1</c>).
 /// </summary>
 /// <example>
 /// <code>
@@ -130,7 +133,10 @@ public sealed class GcnGraphModel
             throw new ArgumentException($"Column '{_columns.Features}' has {table.FeatureSize} values per node; this model expects {FeatureSize}.", _columns.Features);
         using var graph = GraphData.ReadEdges(edges, options, table);
 
-        using var session = new InferenceSession(OnnxModel);
+        // One thread: ONNX Runtime's ScatterND with reduction "add" races on repeated target indices when it runs in
+        // parallel (microsoft/onnxruntime#18048, #23396), and every node is the target of many edges.
+        using var sessionOptions = new SessionOptions { IntraOpNumThreads = 1, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL };
+        using var session = new InferenceSession(OnnxModel, sessionOptions);
         using var features = OrtValue.CreateTensorValueFromMemory(table.Features, [table.Count, FeatureSize]);
         using var source = OrtValue.CreateTensorValueFromMemory(graph.Source.data<long>().ToArray(), [graph.Source.shape[0]]);
         using var target = OrtValue.CreateTensorValueFromMemory(graph.Target.data<long>().ToArray(), [graph.Target.shape[0]]);
