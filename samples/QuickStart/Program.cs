@@ -32,10 +32,12 @@ static int Run(int epochs, CnnFamily architecture, string dataFolder, string mod
         ImageHeight = FashionMnist.Height, ImageWidth = FashionMnist.Width, Architecture = new CnnArchitecture { Family = architecture },
         Epochs = epochs, BatchSize = 128, LearningRate = 2e-3f, Schedule = LearningRateSchedule.Cosine,
     };
-    // Keys in the data set's class order, so the confusion table's rows and columns follow ClassNames.
+    // The label is keyed as data preparation, outside the saved model (keys in the data set's class order, so the
+    // confusion table follows ClassNames): a model that started with MapValueToKey("Label") would need a Label column
+    // to predict. The saved model maps the predicted key back to the class name, so predictions need features only.
     var classOrder = ml.Data.LoadFromEnumerable(FashionMnist.ClassNames.Select(name => new ClassName { Label = name }));
-    var pipeline = ml.Transforms.Conversion.MapValueToKey("Label", keyData: classOrder)
-        .Append(ml.Transforms.DeepVariants.CnnClassifier(options))
+    var labelKeys = ml.Transforms.Conversion.MapValueToKey("Label", keyData: classOrder).Fit(train);
+    var pipeline = ml.Transforms.DeepVariants.CnnClassifier(options)
         .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedClass", "PredictedLabel"));
 
     ITransformer model = null!;
@@ -55,11 +57,11 @@ static int Run(int epochs, CnnFamily architecture, string dataFolder, string mod
                 if (p.IsEpochEnd)
                     bar.StopTask();
             });
-            model = pipeline.Fit(train);
+            model = pipeline.Fit(labelKeys.Transform(train));
         });
     double trainSeconds = clock.Elapsed.TotalSeconds;
 
-    var scored = model.Transform(test);
+    var scored = model.Transform(labelKeys.Transform(test));
     var metrics = ml.MulticlassClassification.Evaluate(scored);
     AnsiConsole.MarkupLine($"[bold]{architecture}[/], {epochs} epochs: test accuracy [green]{metrics.MicroAccuracy:P2}[/] (macro {metrics.MacroAccuracy:P2}), trained in {trainSeconds:F0} s");
 
@@ -74,11 +76,11 @@ static int Run(int epochs, CnnFamily architecture, string dataFolder, string mod
     ml.Model.Save(model, train.Schema, modelPath);
     var fresh = new MLContext();
     var loaded = fresh.Model.Load(modelPath, out _);
-    var engine = fresh.Model.CreatePredictionEngine<FashionMnistImage, ClassPrediction>(loaded);
-    AnsiConsole.MarkupLine($"Saved to [blue]{modelPath}[/] ({new FileInfo(modelPath).Length / 1024} KiB); loaded it back in a new MLContext:");
+    var engine = fresh.Model.CreatePredictionEngine<UnlabelledImage, ClassPrediction>(loaded);
+    AnsiConsole.MarkupLine($"Saved to [blue]{modelPath}[/] ({new FileInfo(modelPath).Length / 1024} KiB); loaded it back in a new MLContext, predicting from pixels alone:");
     foreach (var image in FashionMnist.Read(FashionMnistSplit.Test, maxRows: 5, directory: dataFolder))
     {
-        var prediction = engine.Predict(image);
+        var prediction = engine.Predict(new UnlabelledImage { Features = image.Features });
         AnsiConsole.MarkupLine($"  truth {image.Label,-12} predicted {prediction.PredictedClass,-12} ({prediction.Score.Max():P1})");
     }
     AnsiConsole.MarkupLine($"Total time {clock.Elapsed.TotalSeconds:F0} s.");
@@ -90,6 +92,12 @@ static string Short(string name) => name.Split('/')[0];
 sealed class ClassName
 {
     public string Label { get; set; } = "";
+}
+
+sealed class UnlabelledImage
+{
+    [Microsoft.ML.Data.VectorType(FashionMnist.Height * FashionMnist.Width)]
+    public float[] Features { get; set; } = [];
 }
 
 sealed class ClassPrediction

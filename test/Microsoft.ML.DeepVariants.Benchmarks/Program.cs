@@ -34,6 +34,7 @@ root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.CompressionBenchmark.C
 root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.SequenceBenchmark.Command());
 root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.AutoMLBenchmark.Command());
 root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.TransferBenchmark.Command());
+root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.StreamingBenchmark.Command());
 return root.Parse(args).Invoke();
 
 static int Orchestrate(int epochs, int? rows, string reportPath)

@@ -1,4 +1,6 @@
 using System.Runtime.InteropServices;
+using System.Text.RegularExpressions;
+using Google.Protobuf;
 using Onnx;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -7,73 +9,185 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.DeepVariants.Onnx;
 
 /// <summary>
-/// Turns an ONNX graph into a trainable TorchSharp module, the reverse of the exporter: the operators that
-/// ResNet-style backbones use (Conv, BatchNormalization, Relu, MaxPool, AveragePool, GlobalAveragePool, Add, Sub,
-/// Mul, Div, Gemm, MatMul, Flatten, Reshape, Concat, Split and a few element-wise ones). Weights of Conv, Gemm,
-/// MatMul and BatchNormalization become parameters named after their node (<c>nodes.NODE.weight</c>), so they can be
-/// frozen or trained by name prefix; every other initializer becomes a buffer. The batch dimension is free, and so is
-/// the spatial size wherever the graph allows it: an AveragePool whose window covers the whole map at the graph's
-/// declared input size becomes a global average pooling.
+/// Turns an ONNX graph into a trainable TorchSharp module, the reverse of the exporter. It reads the graphs that
+/// PyTorch's exporter writes for the common image families (ResNet, ResNeXt, Wide ResNet, VGG, DenseNet, GoogLeNet,
+/// Inception, MobileNet, EfficientNet, SqueezeNet) and ML.NET's own ResNet18: the operators are one table
+/// (<see cref="OnnxOperators"/>). <c>Constant</c> nodes and initializers passed through <c>Identity</c> are read as
+/// initializers, sub-graphs of constants are computed once, and shape sub-graphs run on the real input's shape. Weights
+/// of Conv, Gemm, MatMul, BatchNormalization and LayerNormalization become parameters named after their node
+/// (<c>nodes.NODE.weight</c>), so they can be frozen or trained by name prefix or by block (<see cref="OnnxImportedModule.Blocks"/>).
+/// The batch dimension is free, and so is the spatial size wherever the graph allows it.
 /// </summary>
 /// <example>
 /// <code>
-/// using var backbone = OnnxImporter.Import(File.ReadAllBytes("ResNet18.onnx"), outputName: "Pooling395_Output_0");
-/// var features = backbone.call(images);   // [N, 512, 1, 1] for images [N, 3, 224, 224]
+/// using var backbone = OnnxImporter.Import(File.ReadAllBytes("resnet50.onnx"));
+/// var logits = backbone.call(images);   // [N, classes] for images [N, 3, H, W]
 /// </code>
 /// </example>
 public static class OnnxImporter
 {
-    private static readonly string[] Supported =
-        ["Conv", "BatchNormalization", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "MaxPool", "AveragePool", "GlobalAveragePool", "Add", "Sub", "Mul",
-         "Div", "Gemm", "MatMul", "Flatten", "Reshape", "Concat", "Split", "Identity", "Dropout", "Softmax"];
-
-    /// <summary>Imports the graph in <paramref name="model"/>, cut at <paramref name="outputName"/> (a value name; the graph's first output when null).</summary>
-    public static OnnxImportedModule Import(byte[] model, string? outputName = null)
+    /// <summary>
+    /// Imports the graph in <paramref name="model"/>, cut at <paramref name="outputName"/> (a value name; the graph's first
+    /// output when null). <paramref name="source"/> names the graph (its file, say) in error messages.
+    /// </summary>
+    public static OnnxImportedModule Import(byte[] model, string? outputName = null, string? source = null)
     {
         ArgumentNullException.ThrowIfNull(model);
-        var graph = ModelProto.Parser.ParseFrom(model).Graph;
-        var initializers = graph.Initializer.ToDictionary(t => t.Name, ToTensor);
-        var input = graph.Input.FirstOrDefault(i => !initializers.ContainsKey(i.Name))
-            ?? throw new ArgumentException("The ONNX graph has no input that is not an initializer.", nameof(model));
-        string output = outputName ?? graph.Output[0].Name;
-        var producers = new Dictionary<string, NodeProto>();
-        foreach (var node in graph.Node)
-            foreach (string o in node.Output)
-                producers[o] = node;
-        if (!producers.ContainsKey(output) && output != input.Name)
-            throw new ArgumentException(
-                $"The ONNX graph has no value named '{output}'; its outputs are {string.Join(", ", graph.Output.Select(o => $"'{o.Name}'"))}.", nameof(outputName));
+        var proto = Parse(model, source);
+        var graph = proto.Graph ?? throw new InvalidDataException($"{Name(source)} holds no graph.");
+        int opset = (int)(proto.OpsetImport.FirstOrDefault(o => o.Domain is "" or "ai.onnx")?.Version ?? 13);
+        var initializers = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        try
+        {
+            foreach (var t in graph.Initializer)
+                initializers[t.Name] = ToTensor(t);
+            var aliases = new Dictionary<string, string>(StringComparer.Ordinal);
+            var nodes = new List<NodeProto>();
+            foreach (var node in graph.Node)
+            {
+                if (node.OpType == "Constant" && node.Domain is "" or "ai.onnx")
+                    initializers[node.Output[0]] = ConstantValue(node);
+                else if (node.OpType == "Identity" && initializers.TryGetValue(node.Input[0], out var value))
+                {
+                    // A weight passed through an Identity (PyTorch's exporter writes shared weights so): the same tensor.
+                    initializers[node.Output[0]] = value;
+                    aliases[node.Output[0]] = aliases.GetValueOrDefault(node.Input[0], node.Input[0]);
+                }
+                else
+                    nodes.Add(node);
+            }
 
-        // Only the nodes the requested output depends on, in the graph's (topological) order.
+            var input = graph.Input.FirstOrDefault(i => !initializers.ContainsKey(i.Name))
+                ?? throw new ArgumentException($"{Name(source)} has no input that is not an initializer.", nameof(model));
+            string output = outputName ?? graph.Output[0].Name;
+            var needed = OnnxGraphWalk.Needed(nodes, output);
+            if (needed.Count == 0 && output != input.Name && !initializers.ContainsKey(output))
+                throw new ArgumentException(
+                    $"{Name(source)} has no value named '{output}'; its outputs are {string.Join(", ", graph.Output.Select(o => $"'{o.Name}'"))}.", nameof(outputName));
+            var unsupported = needed.FirstOrDefault(n => !OnnxOperators.Table.ContainsKey(n.OpType) || n.Domain is not ("" or "ai.onnx"));
+            if (unsupported is not null)
+                throw OnnxOperators.Unsupported(unsupported);
+
+            var context = new ImportContext(initializers, aliases, opset);
+            var kept = FoldConstants(needed, context);
+            long[] inputShape = input.Type.TensorType.Shape.Dim.Select(d => d.DimValue > 0 ? d.DimValue : 1).ToArray();
+            var module = new OnnxImportedModule(input.Name, inputShape, output, kept, context);
+            // Whatever no node took (unused initializers, folded intermediates) is freed now, not left to the finalizer.
+            var owned = module.state_dict().Values.Concat(module.HeldConstants).ToHashSet(ReferenceEqualityComparer.Instance);
+            foreach (var tensor in initializers.Values.Distinct(ReferenceEqualityComparer.Instance).Cast<Tensor>())
+                if (!owned.Contains(tensor) && !tensor.IsInvalid)
+                    tensor.Dispose();
+            return module;
+        }
+        catch
+        {
+            foreach (var tensor in initializers.Values)
+                if (!tensor.IsInvalid)
+                    tensor.Dispose();
+            throw;
+        }
+    }
+
+    private static ModelProto Parse(byte[] model, string? source)
+    {
+        try
+        {
+            return ModelProto.Parser.ParseFrom(model);
+        }
+        catch (InvalidProtocolBufferException e)
+        {
+            throw new InvalidDataException($"{Name(source)} is not a readable ONNX model ({e.Message}); it may be truncated or another kind of file.", e);
+        }
+    }
+
+    private static string Name(string? source) => source is null ? "The ONNX graph" : $"ONNX file '{source}'";
+
+    // Nodes whose inputs are all constants are computed once; their outputs become constants. Weighted operators stay.
+    private static List<NodeProto> FoldConstants(List<NodeProto> nodes, ImportContext context)
+    {
+        var kept = new List<NodeProto>();
+        using var noGrad = no_grad();
+        foreach (var node in nodes)
+        {
+            var op = OnnxOperators.Table[node.OpType];
+            bool constant = node.Input.All(i => i.Length == 0 || context.IsConstant(i)) && node.Input.Any(i => i.Length > 0);
+            if (!constant || op.Kernel is null)
+            {
+                kept.Add(node);
+                continue;
+            }
+            var inputs = node.Input.Select(i => i.Length == 0 ? null : context.Initializers[i]).ToArray();
+            var outputs = op.Kernel(inputs, new OnnxAttributes(node, context.Opset));
+            for (int i = 0; i < node.Output.Count && i < outputs.Length; i++)
+                if (node.Output[i].Length > 0)
+                    context.Initializers[node.Output[i]] = ReferenceEquals(outputs[i], inputs.FirstOrDefault()) ? outputs[i].alias() : outputs[i];
+        }
+        return kept;
+    }
+
+    private static Tensor ConstantValue(NodeProto node)
+    {
+        var a = new OnnxAttributes(node, 0);
+        if (a.Tensor("value") is { } value)
+            return ToTensor(value);
+        if (a.Floats("value_floats") is { } floats)
+            return tensor(floats);
+        if (a.Ints("value_ints") is { } ints)
+            return tensor(ints, dtype: ScalarType.Int64);
+        if (a.Has("value_float"))
+            return tensor(a.Float("value_float", 0));
+        if (a.Has("value_int"))
+            return tensor(a.Int("value_int", 0), dtype: ScalarType.Int64);
+        throw new NotSupportedException($"ONNX node '{node.Name}' (Constant) holds a kind of value the importer does not read.");
+    }
+
+    /// <summary>An ONNX tensor as a TorchSharp tensor (float, double, float16, integer and boolean types).</summary>
+    internal static Tensor ToTensor(TensorProto t)
+    {
+        long[] shape = t.Dims.ToArray();
+        var raw = t.RawData.Span;
+        var type = (TensorProto.Types.DataType)t.DataType;
+        switch (type)
+        {
+            case TensorProto.Types.DataType.Float:
+                return tensor(raw.Length > 0 ? MemoryMarshal.Cast<byte, float>(raw).ToArray() : t.FloatData.ToArray(), shape);
+            case TensorProto.Types.DataType.Double:
+                return tensor(raw.Length > 0 ? MemoryMarshal.Cast<byte, double>(raw).ToArray() : t.DoubleData.ToArray(), shape);
+            case TensorProto.Types.DataType.Int64:
+                return tensor(raw.Length > 0 ? MemoryMarshal.Cast<byte, long>(raw).ToArray() : t.Int64Data.ToArray(), shape);
+            case TensorProto.Types.DataType.Int32:
+                return tensor(raw.Length > 0 ? MemoryMarshal.Cast<byte, int>(raw).ToArray() : t.Int32Data.ToArray(), shape);
+            case TensorProto.Types.DataType.Bool:
+                return tensor(raw.Length > 0 ? raw.ToArray().Select(b => b != 0).ToArray() : t.Int32Data.Select(v => v != 0).ToArray(), shape);
+            case TensorProto.Types.DataType.Uint8:
+                return tensor(raw.Length > 0 ? raw.ToArray() : t.Int32Data.Select(v => (byte)v).ToArray(), shape);
+            case TensorProto.Types.DataType.Float16:
+                var halves = raw.Length > 0 ? MemoryMarshal.Cast<byte, Half>(raw).ToArray() : t.Int32Data.Select(v => BitConverter.UInt16BitsToHalf((ushort)v)).ToArray();
+                return tensor(halves.Select(h => (float)h).ToArray(), shape);
+            default:
+                throw new NotSupportedException($"ONNX initializer '{t.Name}' has element type {type}; the importer reads float, double, float16, int64, int32, uint8 and bool tensors.");
+        }
+    }
+}
+
+/// <summary>Walks an ONNX graph backwards from a value: the one reachability walk the importer and the graph editor share.</summary>
+internal static class OnnxGraphWalk
+{
+    /// <summary>The nodes <paramref name="output"/> depends on, in the graph's (topological) order.</summary>
+    public static List<NodeProto> Needed(IReadOnlyList<NodeProto> nodes, string output)
+    {
+        var producers = new Dictionary<string, NodeProto>(StringComparer.Ordinal);
+        foreach (var node in nodes)
+            foreach (string o in node.Output)
+                if (o.Length > 0)
+                    producers[o] = node;
         var needed = new HashSet<NodeProto>();
         var pending = new Stack<string>([output]);
         while (pending.Count > 0)
             if (producers.TryGetValue(pending.Pop(), out var node) && needed.Add(node))
                 foreach (string i in node.Input.Where(i => i.Length > 0))
                     pending.Push(i);
-        var nodes = graph.Node.Where(needed.Contains).ToList();
-        var unsupported = nodes.FirstOrDefault(n => !Supported.Contains(n.OpType));
-        if (unsupported is not null)
-            throw new NotSupportedException(
-                $"ONNX operator '{unsupported.OpType}' (node '{unsupported.Name}') is not supported by the importer; it supports {string.Join(", ", Supported)}.");
-        long[] inputShape = input.Type.TensorType.Shape.Dim.Select(d => d.DimValue > 0 ? d.DimValue : 1).ToArray();
-        return new OnnxImportedModule(input.Name, inputShape, output, nodes, initializers);
-    }
-
-    private static Tensor ToTensor(TensorProto t)
-    {
-        long[] shape = t.Dims.ToArray();
-        switch ((TensorProto.Types.DataType)t.DataType)
-        {
-            case TensorProto.Types.DataType.Float:
-                float[] floats = t.RawData.Length > 0 ? MemoryMarshal.Cast<byte, float>(t.RawData.Span).ToArray() : t.FloatData.ToArray();
-                return tensor(floats, shape);
-            case TensorProto.Types.DataType.Int64:
-                long[] longs = t.RawData.Length > 0 ? MemoryMarshal.Cast<byte, long>(t.RawData.Span).ToArray() : t.Int64Data.ToArray();
-                return tensor(longs, shape);
-            default:
-                throw new NotSupportedException($"ONNX initializer '{t.Name}' has element type {(TensorProto.Types.DataType)t.DataType}; the importer reads float and int64 initializers.");
-        }
+        return nodes.Where(needed.Contains).ToList();
     }
 }
 
@@ -83,14 +197,15 @@ public sealed class OnnxImportedModule : nn.Module<Tensor, Tensor>
     private readonly ModuleDict<OnnxNode> nodes;
     private readonly List<(string Key, OnnxNode Node)> _order;
     private readonly string _input, _output;
-    private readonly HashSet<string> _initializers;
+    private readonly ImportContext _context;
+    private readonly Dictionary<string, int> _lastUse;
 
-    internal OnnxImportedModule(string input, long[] declaredInputShape, string output, List<NodeProto> graphNodes, Dictionary<string, Tensor> initializers)
+    internal OnnxImportedModule(string input, long[] declaredInputShape, string output, List<NodeProto> graphNodes, ImportContext context)
         : base(nameof(OnnxImportedModule))
     {
         _input = input;
         _output = output;
-        _initializers = initializers.Keys.ToHashSet();
+        _context = context;
         DeclaredInputShape = declaredInputShape;
         nodes = new ModuleDict<OnnxNode>();
         _order = [];
@@ -98,11 +213,13 @@ public sealed class OnnxImportedModule : nn.Module<Tensor, Tensor>
         foreach (var (node, index) in graphNodes.Select((n, i) => (n, i)))
         {
             string key = Key(node, index, usedKeys);
-            var module = OnnxNode.Create(node, initializers);
+            var module = OnnxOperators.Create(node, context);
             nodes.Add((key, module));
             _order.Add((key, module));
         }
+        _lastUse = LastUses();
         RegisterComponents();
+        Blocks = OnnxBlocks.Find(_order.Select(o => (o.Key, o.Node)).ToList(), _input, _output, context);
         // Shapes at the declared input size decide which average poolings are global (so other sizes work too).
         using (no_grad())
         using (var scope = NewDisposeScope())
@@ -116,11 +233,37 @@ public sealed class OnnxImportedModule : nn.Module<Tensor, Tensor>
     /// <summary>The node names (parameter name prefixes after "nodes.") in execution order.</summary>
     public IReadOnlyList<string> NodeNames => _order.Select(o => o.Key).ToList();
 
+    /// <summary>The ONNX operator of each node, in execution order.</summary>
+    public IReadOnlyList<string> NodeOperators => _order.Select(o => o.Node.Proto.OpType).ToList();
+
+    /// <summary>
+    /// The graph's blocks, in order, each the node names it holds: the stretches between trunk values, values that every
+    /// path from the input to the output passes through. A residual block, an Inception module, a Fire module or a
+    /// whole dense block is one block, since its branches rejoin at its end. A stretch without a convolution or linear
+    /// layer (a pooling, an activation) joins the block before it; in a plain chain (VGG, the non-residual blocks of
+    /// MobileNet and EfficientNet), consecutive layers that PyTorch's exporter placed in one module (the scope in their
+    /// node names, such as <c>/features/features.3/...</c>) form one block, and each layer is a block where the names have no scopes.
+    /// </summary>
+    public IReadOnlyList<IReadOnlyList<string>> Blocks { get; }
+
     /// <summary>
     /// The ONNX names of the AveragePool nodes whose window covers the whole map at the declared input size, which this
     /// module runs as global average pooling (an exported graph should too, so that other input sizes work).
     /// </summary>
     public IReadOnlySet<string> GlobalPoolNodes => _order.Where(o => o.Node is PoolNode { IsGlobal: true }).Select(o => o.Node.Proto.Name).ToHashSet();
+
+    /// <summary>When set, batch-normalisation statistics update in training mode; by default they stay as pretrained.</summary>
+    public bool TrainBatchNormStatistics
+    {
+        set
+        {
+            foreach (var (_, node) in _order)
+                if (node is BatchNormNode norm)
+                    norm.FrozenStatistics = !value;
+        }
+    }
+
+    internal IEnumerable<Tensor> HeldConstants => _order.SelectMany(o => o.Node.Inputs.Select(o.Node.Constant)).Where(t => t is not null).Cast<Tensor>();
 
     /// <summary>Values per image of the output (flattened) for images of <paramref name="height"/> x <paramref name="width"/>.</summary>
     public long OutputWidth(int height, int width)
@@ -134,15 +277,17 @@ public sealed class OnnxImportedModule : nn.Module<Tensor, Tensor>
         return call(zeros(shape)).numel();
     }
 
-    /// <summary>The ONNX operator of each node, in execution order.</summary>
-    public IReadOnlyList<string> NodeOperators => _order.Select(o => o.Node.Proto.OpType).ToList();
-
     /// <summary>The parameters of the node called <paramref name="nodeName"/>.</summary>
     public IEnumerable<Parameter> NodeParameters(string nodeName) => nodes[nodeName].parameters();
 
     /// <summary>The current values of the graph's weights by initializer name, to write a trained module back into its ONNX graph.</summary>
-    public IReadOnlyDictionary<string, Tensor> TrainedInitializers() =>
-        _order.SelectMany(o => o.Node.Initializers()).ToDictionary(p => p.Name, p => p.Value);
+    public IReadOnlyDictionary<string, Tensor> TrainedInitializers()
+    {
+        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+        foreach (var (name, value) in _order.SelectMany(o => o.Node.Initializers()))
+            result.TryAdd(name, value);
+        return result;
+    }
 
     /// <inheritdoc/>
     public override Tensor forward(Tensor input) => Run(input, recordShapes: false);
@@ -155,14 +300,15 @@ public sealed class OnnxImportedModule : nn.Module<Tensor, Tensor>
     {
         var inSuffix = _order.Where(o => suffix.Contains(o.Key)).Select(o => o.Node).ToList();
         var produced = inSuffix.SelectMany(n => n.Outputs).ToHashSet();
-        var boundary = inSuffix.SelectMany(n => n.Inputs).Where(i => i.Length > 0 && !produced.Contains(i) && !_initializers.Contains(i)).Distinct().ToList();
+        var boundary = inSuffix.SelectMany(n => n.Inputs)
+            .Where(i => i.Length > 0 && !produced.Contains(i) && !_context.IsConstant(i)).Distinct().ToList();
         return boundary.Count == 0 && !suffix.Any() ? [_output] : boundary;
     }
 
     /// <summary>Runs the whole graph on <paramref name="input"/> and returns the values named in <paramref name="names"/>.</summary>
     public Tensor[] Capture(Tensor input, IReadOnlyList<string> names)
     {
-        var values = RunAll(input, recordShapes: false);
+        var values = RunAll(input, recordShapes: false, keep: names.ToHashSet());
         return names.Select(n => values[n]).ToArray();
     }
 
@@ -176,305 +322,141 @@ public sealed class OnnxImportedModule : nn.Module<Tensor, Tensor>
         return values[_output];
     }
 
-    private Tensor Run(Tensor input, bool recordShapes) => RunAll(input, recordShapes)[_output];
+    private Tensor Run(Tensor input, bool recordShapes) => RunAll(input, recordShapes, keep: null)[_output];
 
-    private Dictionary<string, Tensor> RunAll(Tensor input, bool recordShapes)
+    // Values are dropped after their last use, so a forward pass holds what it still needs, not every intermediate.
+    private Dictionary<string, Tensor> RunAll(Tensor input, bool recordShapes, HashSet<string>? keep)
     {
-        var values = new Dictionary<string, Tensor> { [_input] = input };
-        foreach (var (_, node) in _order)
+        var values = new Dictionary<string, Tensor>(StringComparer.Ordinal) { [_input] = input };
+        for (int i = 0; i < _order.Count; i++)
+        {
+            var node = _order[i].Node;
             Step(node, values, recordShapes);
+            foreach (string name in node.Inputs)
+                if (name.Length > 0 && name != _output && _lastUse.GetValueOrDefault(name, -1) == i && keep?.Contains(name) != true)
+                    values.Remove(name);
+        }
+        if (!values.ContainsKey(_output) && _context.Initializers.TryGetValue(_output, out var constant))
+            values[_output] = constant;
         return values;
     }
 
     private static void Step(OnnxNode node, Dictionary<string, Tensor> values, bool recordShapes)
     {
+        var inputs = new Tensor?[node.Inputs.Count];
+        for (int i = 0; i < inputs.Length; i++)
         {
-            var inputs = node.Inputs.Select(name => name.Length == 0 ? null : values.TryGetValue(name, out var v) ? v : node.Constant(name)).ToArray();
-            var outputs = node.Run(inputs, recordShapes);
-            for (int i = 0; i < node.Outputs.Count && i < outputs.Length; i++)
-                values[node.Outputs[i]] = outputs[i];
+            string name = node.Inputs[i];
+            inputs[i] = name.Length == 0 || !node.Reads(i) ? null : values.TryGetValue(name, out var v) ? v : node.Constant(name)
+                ?? throw new InvalidOperationException($"ONNX node '{node.Proto.Name}' reads '{name}', which no earlier node produced.");
         }
+        var outputs = node.Run(inputs, recordShapes);
+        for (int i = 0; i < node.Outputs.Count && i < outputs.Length; i++)
+            if (node.Outputs[i].Length > 0)
+                values[node.Outputs[i]] = outputs[i];
+    }
+
+    private Dictionary<string, int> LastUses()
+    {
+        var last = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int i = 0; i < _order.Count; i++)
+            foreach (string name in _order[i].Node.Inputs)
+                if (name.Length > 0)
+                    last[name] = i;
+        return last;
     }
 
     private static string Key(NodeProto node, int index, HashSet<string> used)
     {
-        string key = new((string.IsNullOrEmpty(node.Name) ? $"{node.OpType}_{index}" : node.Name).Select(c => char.IsLetterOrDigit(c) || c == '_' ? c : '_').ToArray());
+        string key = new((string.IsNullOrEmpty(node.Name) ? $"{node.OpType}_{index}" : node.Name).TrimStart('/')
+            .Select(c => char.IsLetterOrDigit(c) || c == '_' ? c : '_').ToArray());
         while (!used.Add(key))
             key += "_";
         return key;
     }
 }
 
-/// <summary>One imported ONNX node: its parameters (weights as parameters, other initializers as buffers) and its computation.</summary>
-internal abstract class OnnxNode : nn.Module
+/// <summary>Finds a graph's blocks (see <see cref="OnnxImportedModule.Blocks"/>).</summary>
+internal static partial class OnnxBlocks
 {
-    private readonly Dictionary<string, Tensor> _constants = [];
-
-    protected OnnxNode(NodeProto node) : base(node.OpType)
+    public static List<IReadOnlyList<string>> Find(List<(string Key, OnnxNode Node)> order, string input, string output, ImportContext context)
     {
-        Proto = node;
-        Inputs = node.Input.ToList();
-        Outputs = node.Output.ToList();
-    }
-
-    public NodeProto Proto { get; }
-    public IReadOnlyList<string> Inputs { get; }
-    public IReadOnlyList<string> Outputs { get; }
-
-    public abstract Tensor[] Run(Tensor?[] inputs, bool recordShapes);
-
-    /// <summary>The node's weights under the names of the initializers they came from, as ONNX stores them.</summary>
-    public virtual IEnumerable<(string Name, Tensor Value)> Initializers() => [];
-
-    public Tensor? Constant(string name) => _constants.GetValueOrDefault(name);
-
-    // Initializers that are data (a mean image, a shape) become buffers of the node that reads them.
-    protected void KeepConstants(Dictionary<string, Tensor> initializers, params int[] except)
-    {
-        for (int i = 0; i < Inputs.Count; i++)
-            if (!except.Contains(i) && initializers.TryGetValue(Inputs[i], out var value))
-            {
-                var copy = value.clone();
-                _constants[Inputs[i]] = copy;
-                register_buffer($"constant{i}", copy);
-            }
-    }
-
-    protected long Int(string name, long fallback) => Proto.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.I : fallback;
-    protected float Float(string name, float fallback) => Proto.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.F : fallback;
-    protected long[]? Ints(string name) => Proto.Attribute.FirstOrDefault(a => a.Name == name)?.Ints.ToArray();
-    protected string? Text(string name) => Proto.Attribute.FirstOrDefault(a => a.Name == name)?.S.ToStringUtf8();
-
-    protected void RequireExplicitPadding()
-    {
-        string? autoPad = Text("auto_pad");
-        if (autoPad is not (null or "" or "NOTSET" or "VALID"))
-            throw new NotSupportedException($"ONNX node '{Proto.Name}' ({Proto.OpType}) uses auto_pad {autoPad}; the importer supports explicit pads.");
-    }
-
-    public static OnnxNode Create(NodeProto node, Dictionary<string, Tensor> initializers) => node.OpType switch
-    {
-        "Conv" => new ConvNode(node, initializers),
-        "BatchNormalization" => new BatchNormNode(node, initializers),
-        "Gemm" => new GemmNode(node, initializers),
-        "MatMul" => new MatMulNode(node, initializers),
-        "MaxPool" or "AveragePool" => new PoolNode(node, initializers),
-        _ => new FunctionNode(node, initializers),
-    };
-
-    protected static Parameter Weight(Dictionary<string, Tensor> initializers, string name, NodeProto node) =>
-        new((initializers.GetValueOrDefault(name) ?? throw new NotSupportedException(
-            $"ONNX node '{node.Name}' ({node.OpType}) takes its weights from '{name}', which is not an initializer; the importer needs constant weights.")).clone());
-
-    // ONNX pads are [top, left, bottom, right]; TorchSharp's pad takes [left, right, top, bottom].
-    protected static (long[]? Asymmetric, long[] Symmetric) Padding(long[]? pads)
-    {
-        if (pads is null || pads.All(p => p == 0))
-            return (null, [0, 0]);
-        if (pads[0] == pads[2] && pads[1] == pads[3])
-            return (null, [pads[0], pads[1]]);
-        return ([pads[1], pads[3], pads[0], pads[2]], [0, 0]);
-    }
-}
-
-internal sealed class ConvNode : OnnxNode
-{
-    private readonly Parameter weight;
-    private readonly Parameter? bias;
-    private readonly long[] _strides, _dilations, _padding;
-    private readonly long[]? _asymmetric;
-    private readonly long _groups;
-
-    public ConvNode(NodeProto node, Dictionary<string, Tensor> initializers) : base(node)
-    {
-        RequireExplicitPadding();
-        weight = Weight(initializers, node.Input[1], node);
-        bias = node.Input.Count > 2 && node.Input[2].Length > 0 ? Weight(initializers, node.Input[2], node) : null;
-        _strides = Ints("strides") ?? [1, 1];
-        _dilations = Ints("dilations") ?? [1, 1];
-        _groups = Int("group", 1);
-        (_asymmetric, _padding) = Padding(Ints("pads"));
-        if (weight.dim() != 4)
-            throw new NotSupportedException($"ONNX node '{node.Name}' (Conv) is {weight.dim() - 2}-D; the importer supports 2-D convolutions.");
-        RegisterComponents();
-    }
-
-    public override IEnumerable<(string Name, Tensor Value)> Initializers() =>
-        bias is null ? [(Inputs[1], weight)] : [(Inputs[1], weight), (Inputs[2], bias)];
-
-    public override Tensor[] Run(Tensor?[] inputs, bool recordShapes)
-    {
-        var x = _asymmetric is null ? inputs[0]! : nn.functional.pad(inputs[0]!, _asymmetric);
-        return [nn.functional.conv2d(x, weight, bias, _strides, _padding, _dilations, _groups)];
-    }
-}
-
-internal sealed class BatchNormNode : OnnxNode
-{
-    private readonly Parameter weight;
-    private readonly Parameter bias;
-    private readonly Tensor running_mean;
-    private readonly Tensor running_var;
-    private readonly double _epsilon, _momentum;
-
-    public BatchNormNode(NodeProto node, Dictionary<string, Tensor> initializers) : base(node)
-    {
-        weight = Weight(initializers, node.Input[1], node);
-        bias = Weight(initializers, node.Input[2], node);
-        running_mean = initializers[node.Input[3]].clone();
-        running_var = initializers[node.Input[4]].clone();
-        _epsilon = Float("epsilon", 1e-5f);
-        _momentum = 1 - Float("momentum", 0.9f); // ONNX keeps momentum of the old statistics; PyTorch weighs the new batch
-        RegisterComponents();
-    }
-
-    /// <summary>When true, the running statistics are used and kept even in training mode (the usual choice when fine-tuning on little data).</summary>
-    public bool FrozenStatistics { get; set; } = true;
-
-    public override IEnumerable<(string Name, Tensor Value)> Initializers() =>
-        [(Inputs[1], weight), (Inputs[2], bias), (Inputs[3], running_mean), (Inputs[4], running_var)];
-
-    public override Tensor[] Run(Tensor?[] inputs, bool recordShapes) =>
-        [nn.functional.batch_norm(inputs[0]!, running_mean, running_var, weight, bias, training && !FrozenStatistics, _momentum, _epsilon)];
-}
-
-internal sealed class GemmNode : OnnxNode
-{
-    private readonly Parameter weight;
-    private readonly Parameter? bias;
-    private readonly float _alpha, _beta;
-    private readonly bool _transA;
-
-    public GemmNode(NodeProto node, Dictionary<string, Tensor> initializers) : base(node)
-    {
-        var b = Weight(initializers, node.Input[1], node);
-        // Stored as [out, in], like a linear layer.
-        weight = Int("transB", 0) == 1 ? b : new Parameter(b.t().contiguous());
-        bias = node.Input.Count > 2 && node.Input[2].Length > 0 ? Weight(initializers, node.Input[2], node) : null;
-        _alpha = Float("alpha", 1);
-        _beta = Float("beta", 1);
-        _transA = Int("transA", 0) == 1;
-        _transB = Int("transB", 0) == 1;
-        RegisterComponents();
-    }
-
-    private readonly bool _transB;
-
-    public override IEnumerable<(string Name, Tensor Value)> Initializers()
-    {
-        yield return (Inputs[1], _transB ? weight : weight.t());
-        if (bias is not null)
-            yield return (Inputs[2], bias);
-    }
-
-    public override Tensor[] Run(Tensor?[] inputs, bool recordShapes)
-    {
-        var a = _transA ? inputs[0]!.t() : inputs[0]!;
-        var y = a.matmul(weight.t());
-        if (_alpha != 1)
-            y = y * _alpha;
-        if (bias is not null)
-            y = y + (_beta == 1 ? bias : bias * _beta);
-        return [y];
-    }
-}
-
-internal sealed class MatMulNode : OnnxNode
-{
-    private readonly Parameter? weight;
-
-    public MatMulNode(NodeProto node, Dictionary<string, Tensor> initializers) : base(node)
-    {
-        if (initializers.ContainsKey(node.Input[1]))
-            weight = Weight(initializers, node.Input[1], node);
-        KeepConstants(initializers, 1);
-        RegisterComponents();
-    }
-
-    public override IEnumerable<(string Name, Tensor Value)> Initializers() => weight is null ? [] : [(Inputs[1], weight)];
-
-    public override Tensor[] Run(Tensor?[] inputs, bool recordShapes) => [inputs[0]!.matmul(weight ?? inputs[1]!)];
-}
-
-internal sealed class PoolNode : OnnxNode
-{
-    private readonly long[] _kernel, _strides, _padding;
-    private readonly long[]? _asymmetric;
-    private bool _global;
-
-    public bool IsGlobal => _global;
-
-    public PoolNode(NodeProto node, Dictionary<string, Tensor> initializers) : base(node)
-    {
-        RequireExplicitPadding();
-        _kernel = Ints("kernel_shape") ?? throw new NotSupportedException($"ONNX node '{node.Name}' ({node.OpType}) has no kernel_shape.");
-        _strides = Ints("strides") ?? [1, 1];
-        (_asymmetric, _padding) = Padding(Ints("pads"));
-        if (Int("ceil_mode", 0) != 0)
-            throw new NotSupportedException($"ONNX node '{node.Name}' ({node.OpType}) uses ceil_mode; the importer supports floor mode.");
-    }
-
-    public override Tensor[] Run(Tensor?[] inputs, bool recordShapes)
-    {
-        var x = inputs[0]!;
-        bool max = Proto.OpType == "MaxPool";
-        if (recordShapes && !max && _asymmetric is null && _padding.All(p => p == 0) && x.shape[2] == _kernel[0] && x.shape[3] == _kernel[1])
-            _global = true;
-        if (_global)
-            return [nn.functional.adaptive_avg_pool2d(x, [1, 1])];
-        if (_asymmetric is not null)
-            x = nn.functional.pad(x, _asymmetric, value: max ? double.NegativeInfinity : 0);
-        return max
-            ? [nn.functional.max_pool2d(x, _kernel, _strides, _padding)]
-            : [nn.functional.avg_pool2d(x, _kernel, _strides, _padding, count_include_pad: Int("count_include_pad", 0) == 1)];
-    }
-}
-
-/// <summary>Operators without weights: element-wise functions, arithmetic (with constant operands kept as buffers) and reshaping.</summary>
-internal sealed class FunctionNode : OnnxNode
-{
-    public FunctionNode(NodeProto node, Dictionary<string, Tensor> initializers) : base(node)
-    {
-        KeepConstants(initializers);
-        RegisterComponents();
-    }
-
-    public override Tensor[] Run(Tensor?[] inputs, bool recordShapes)
-    {
-        var x = inputs[0]!;
-        switch (Proto.OpType)
+        // Trunk values: after node i, the only dynamic value still needed later is one that node i produced.
+        var lastUse = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int i = 0; i < order.Count; i++)
+            foreach (string name in order[i].Node.Inputs)
+                if (name.Length > 0 && !context.IsConstant(name))
+                    lastUse[name] = i;
+        lastUse[output] = order.Count;
+        var live = new HashSet<string>(StringComparer.Ordinal) { input };
+        var segments = new List<List<int>>();
+        var current = new List<int>();
+        for (int i = 0; i < order.Count; i++)
         {
-            case "Relu": return [nn.functional.relu(x)];
-            case "LeakyRelu": return [nn.functional.leaky_relu(x, Float("alpha", 0.01f))];
-            case "Sigmoid": return [x.sigmoid()];
-            case "Tanh": return [x.tanh()];
-            case "Identity": return [x];
-            case "Dropout": return [x];
-            case "GlobalAveragePool": return [nn.functional.adaptive_avg_pool2d(x, [1, 1])];
-            case "Add": return [x + inputs[1]!];
-            case "Sub": return [x - inputs[1]!];
-            case "Mul": return [x * inputs[1]!];
-            case "Div": return [x / inputs[1]!];
-            case "Softmax": return [x.softmax(Int("axis", 1))];
-            case "Concat": return [cat(inputs.Select(i => i!).ToArray(), Int("axis", 1))];
-            case "Flatten":
-                long axis = Int("axis", 1);
-                return [x.reshape(x.shape.Take((int)axis).Aggregate(1L, (a, b) => a * b), -1)];
-            case "Reshape":
-                // A batch of 1 in the stored shape stands for the free batch dimension; 0 copies the input's size.
-                long[] shape = inputs[1]!.data<long>().ToArray();
-                if (shape.Length > 0 && shape[0] == 1 && !shape.Contains(-1))
-                    shape[0] = -1;
-                for (int i = 0; i < shape.Length; i++)
-                    if (shape[i] == 0)
-                        shape[i] = x.shape[i];
-                return [x.reshape(shape)];
-            case "Split":
-                long splitAxis = Int("axis", 0);
-                long[] sizes = Ints("split") ?? Enumerable.Repeat(x.shape[splitAxis] / Outputs.Count, Outputs.Count).ToArray();
-                return x.split(sizes, splitAxis);
-            default:
-                throw new NotSupportedException($"ONNX operator '{Proto.OpType}' (node '{Proto.Name}') is not supported by the importer.");
+            var node = order[i].Node;
+            current.Add(i);
+            live.RemoveWhere(v => lastUse.GetValueOrDefault(v, -1) <= i);
+            foreach (string produced in node.Outputs)
+                if (produced.Length > 0 && lastUse.GetValueOrDefault(produced, -1) > i)
+                    live.Add(produced);
+            if (live.Count == 1 && node.Outputs.Contains(live.First()))
+            {
+                segments.Add(current);
+                current = [];
+            }
         }
+        if (current.Count > 0)
+            segments.Add(current);
+
+        // A stretch without a convolution or linear layer joins the block before it (the first one, the block after it).
+        var merged = new List<List<int>>();
+        foreach (var segment in segments)
+        {
+            if (!segment.Any(i => Computes(order[i].Node)) && merged.Count > 0)
+                merged[^1].AddRange(segment);
+            else
+                merged.Add([.. segment]);
+        }
+        if (merged.Count > 1 && !merged[0].Any(i => Computes(order[i].Node)))
+        {
+            merged[1].InsertRange(0, merged[0]);
+            merged.RemoveAt(0);
+        }
+
+        // Plain-chain layers of one exported module (the same scope in PyTorch's node names) form one block.
+        var blocks = new List<List<int>>();
+        foreach (var segment in merged)
+        {
+            if (blocks.Count > 0 && IsChain(blocks[^1], order) && IsChain(segment, order)
+                && Scope(blocks[^1], order) is { } previous && previous == Scope(segment, order))
+                blocks[^1].AddRange(segment);
+            else
+                blocks.Add(segment);
+        }
+        return blocks.Select(b => (IReadOnlyList<string>)b.Select(i => order[i].Key).ToList()).ToList();
     }
+
+    private static bool Computes(OnnxNode node) => node is ConvNode or GemmNode || node is MatMulNode && node.Initializers().Any();
+
+    private static bool IsChain(List<int> block, List<(string Key, OnnxNode Node)> order) => block.Count(i => Computes(order[i].Node)) == 1;
+
+    // "/features/features.6/features.6.0/block/block.0/Conv" -> "features.6.0": the first indexed module, and the indexed
+    // modules directly inside it ("features.6" holds "features.6.0"); null for names without scopes.
+    private static string? Scope(List<int> block, List<(string Key, OnnxNode Node)> order)
+    {
+        string name = order[block.First(i => Computes(order[i].Node))].Node.Proto.Name;
+        if (!name.Contains('/'))
+            return null;
+        var parts = name.Split('/', StringSplitOptions.RemoveEmptyEntries)[..^1];
+        int first = Array.FindIndex(parts, p => Indexed().IsMatch(p));
+        if (first < 0)
+            return null;
+        string scope = parts[first];
+        for (int i = first + 1; i < parts.Length && parts[i].StartsWith(scope + ".", StringComparison.Ordinal); i++)
+            scope = parts[i];
+        return string.Join('/', parts[..first]) + "/" + scope;
+    }
+
+    [GeneratedRegex(@"\.\d+$")]
+    private static partial Regex Indexed();
 }

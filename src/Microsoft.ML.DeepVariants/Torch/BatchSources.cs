@@ -157,6 +157,13 @@ internal sealed class StreamingBatchSource(IDataView data, RowReader reader, lon
         failure?.Throw();
     }
 
+    /// <summary>The shuffle buffer's rows: the option, or as many as the default budget holds (at least 4,096), never more than the data.</summary>
+    public static int BufferRows(TrainingOptions options, long rowBytes, long rows)
+    {
+        long wanted = options.ShuffleBufferRows ?? Math.Max(4096, TrainingOptions.ShuffleBufferBytes / Math.Max(1, rowBytes));
+        return (int)Math.Min(Math.Min(wanted, Math.Max(1, rows)), MaxBufferBytes / Math.Max(1, rowBytes));
+    }
+
     private void Produce(BlockingCollection<Batch> queue, int batchSize, bool shuffle, int seed, int epoch, CancellationToken token)
     {
         var features = reader.Features;
@@ -168,7 +175,7 @@ internal sealed class StreamingBatchSource(IDataView data, RowReader reader, lon
         var writeTarget = targets.Bind(cursor, role);
 
         // The shuffle buffer holds rows as plain arrays; without it rows go straight into the batch tensors.
-        int bufferRows = shuffle ? (int)Math.Min(Math.Min(options.ShuffleBufferRows, Math.Max(1, rows)), MaxBufferBytes / Math.Max(1, reader.RowBytes)) : 0;
+        int bufferRows = shuffle ? BufferRows(options, reader.RowBytes, rows) : 0;
         float[]? bufferFeatures = bufferRows > 1 ? new float[(long)bufferRows * featureValues] : null;
         byte[]? bufferTargets = bufferRows > 1 ? new byte[(long)bufferRows * targetBytes] : null;
         var pick = new Random(StableSeed.Mix(seed, epoch, 0xb0f));
@@ -309,7 +316,7 @@ internal static class DataLoading
         if (stream)
         {
             log?.Invoke($"Streaming the {role} data ({rows:N0} rows, {bytes / 1e9:F2} GB{(options.DataLoading == DataLoadingMode.Auto ? $", over the in-memory limit of {limit / 1e9:F2} GB" : "")}), " +
-                $"prefetching {options.PrefetchBatches} batches, shuffle buffer {options.ShuffleBufferRows:N0} rows.");
+                $"prefetching {options.PrefetchBatches} batches, shuffle buffer {StreamingBatchSource.BufferRows(options, reader.RowBytes, rows):N0} rows.");
             return new StreamingBatchSource(data, reader, rows, options, role);
         }
         return ReadAll(data, reader, rows, role);

@@ -106,8 +106,15 @@ public class TrainingOptions
     /// <summary>The most bytes of rows held in memory under <see cref="DataLoadingMode.Auto"/>; null for a quarter of the memory available to the process.</summary>
     public long? InMemoryLimitBytes { get; set; }
 
-    /// <summary>Streaming only: rows in the shuffle buffer each row is drawn from (0 or 1: no buffer). Default 4096.</summary>
-    public int ShuffleBufferRows { get; set; } = 4096;
+    /// <summary>
+    /// Streaming only: rows in the shuffle buffer each row is drawn from (0 or 1: no buffer). Null (the default) sizes it
+    /// by memory: as many rows as fit in 256 MB, at least 4,096 (so small rows are shuffled over a large part of the data,
+    /// big images over fewer rows).
+    /// </summary>
+    public int? ShuffleBufferRows { get; set; }
+
+    /// <summary>The memory the default shuffle buffer may take.</summary>
+    internal const long ShuffleBufferBytes = 256L << 20;
 
     /// <summary>Streaming only: batches read ahead of training. Default 4.</summary>
     public int PrefetchBatches { get; set; } = 4;
@@ -174,7 +181,8 @@ public class TrainingOptions
             throw new ArgumentOutOfRangeException(nameof(DataLoading), DataLoading, "Unknown data loading mode.");
         if (InMemoryLimitBytes is <= 0)
             throw new ArgumentOutOfRangeException(nameof(InMemoryLimitBytes), InMemoryLimitBytes, "InMemoryLimitBytes must be null or above zero.");
-        ArgumentOutOfRangeException.ThrowIfNegative(ShuffleBufferRows, nameof(ShuffleBufferRows));
+        if (ShuffleBufferRows is < 0)
+            throw new ArgumentOutOfRangeException(nameof(ShuffleBufferRows), ShuffleBufferRows, "ShuffleBufferRows must be null (sized by memory), 0 or more.");
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(PrefetchBatches, nameof(PrefetchBatches));
         if (StepsPerEpoch is <= 0)
             throw new ArgumentOutOfRangeException(nameof(StepsPerEpoch), StepsPerEpoch, "StepsPerEpoch must be null (a full pass) or above zero.");
