@@ -10,7 +10,10 @@ if [ -f "$out/manifest.json" ] && [ "$(cat "$out/.stamp" 2>/dev/null)" = "$stamp
   echo "onnx-fixtures: up to date in $out"
   exit 0
 fi
-if ! python3 -c "import torch, torchvision" >/dev/null 2>&1; then
+# Debian's packages go to Debian's interpreter, which need not be the python3 on PATH (pyenv, a virtual environment).
+py=/usr/bin/python3
+[ -x "$py" ] || py=python3
+if ! "$py" -c "import torch, torchvision" >/dev/null 2>&1; then
   if ! command -v apt-get >/dev/null 2>&1; then
     echo "onnx-fixtures: python3-torch and python3-torchvision are missing and apt-get is not available." >&2
     exit 1
@@ -22,7 +25,7 @@ if ! python3 -c "import torch, torchvision" >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-torch python3-torchvision >/dev/null
 fi
 rm -rf "$out.tmp"
-python3 eng/onnx-fixtures.py --out "$out.tmp"
+"$py" eng/onnx-fixtures.py --out "$out.tmp"
 rm -rf "$out"
 mv "$out.tmp" "$out"
 echo "$stamp" > "$out/.stamp"

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash eng/setup.sh
+# The importer's test graphs, written by PyTorch's own exporter (Debian's python3-torch); made once, kept in artifacts/.
+bash eng/onnx-fixtures.sh
 
 projects=(
   test/Microsoft.ML.DeepVariants.Tests/Microsoft.ML.DeepVariants.Tests.csproj

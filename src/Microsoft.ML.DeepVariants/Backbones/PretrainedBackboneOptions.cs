@@ -1,4 +1,6 @@
+using System.IO.Compression;
 using System.Runtime.InteropServices;
+using Google.Protobuf;
 using Onnx;
 
 namespace Microsoft.ML.DeepVariants.Backbones;
@@ -18,6 +20,9 @@ public class PretrainedBackboneOptions
 {
     /// <summary>The ONNX file.</summary>
     public string ModelPath { get; set; } = "";
+
+    /// <summary>The ONNX graph itself, instead of <see cref="ModelPath"/> (what <see cref="FromClassifier"/> reads out of a saved model).</summary>
+    public byte[]? Model { get; set; }
 
     /// <summary>The value to cut the graph at (its output is flattened into the embedding). The graph's first output when null.</summary>
     public string? OutputNodeName { get; set; }
@@ -70,10 +75,89 @@ public class PretrainedBackboneOptions
         };
     }
 
+    /// <summary>
+    /// A classifier as the starting point of fine-tuning (continued training, or new classes): a model this package saved
+    /// (an ML.NET <c>.zip</c> holding a DeepVariants CNN, fitted on a float vector column) or any ONNX image classifier
+    /// (<c>.onnx</c>, input [N, C, H, W], for example one PyTorch exported). The graph's input size and preprocessing come
+    /// from the model: a DeepVariants CNN reads the same column it was fitted on; an ONNX graph's input takes the pixel
+    /// column as it is (set <see cref="ChannelOrder"/>, <see cref="ChannelMeans"/> and <see cref="Scale"/> if it expects
+    /// another normalisation). <see cref="PretrainedClassifierOptions.Head"/> says whether its last linear layer is kept.
+    /// </summary>
+    /// <example>
+    /// <code>
+    /// var options = new PretrainedClassifierOptions { Backbone = PretrainedBackboneOptions.FromClassifier("fashion-cnn.zip"), Epochs = 3 };
+    /// </code>
+    /// </example>
+    public static PretrainedBackboneOptions FromClassifier(string path)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        if (!File.Exists(path))
+            throw new FileNotFoundException($"Model file '{path}' does not exist.", path);
+        byte[] bytes = Path.GetExtension(path).Equals(".zip", StringComparison.OrdinalIgnoreCase) ? SavedGraph(path) : File.ReadAllBytes(path);
+        ModelProto model;
+        try
+        {
+            model = ModelProto.Parser.ParseFrom(bytes);
+        }
+        catch (InvalidProtocolBufferException e)
+        {
+            throw new InvalidDataException($"'{path}' is not a readable ONNX model ({e.Message}).", e);
+        }
+        var graph = model.Graph;
+        var initializers = graph.Initializer.Select(i => i.Name).ToHashSet();
+        var input = graph.Input.First(i => !initializers.Contains(i.Name));
+        var options = new PretrainedBackboneOptions { Model = bytes, ModelPath = path };
+        string? image = model.MetadataProps.FirstOrDefault(m => m.Key == "deepvariants.image")?.Value;
+        if (image is not null)
+        {
+            options.InputColumnName = input.Name;   // a DeepVariants CNN reads the column it was fitted on
+            int[] chw = image.Split(',').Select(v => int.Parse(v, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+            (options.Channels, options.ImageHeight, options.ImageWidth) = (chw[0], chw[1], chw[2]);
+        }
+        else
+        {
+            var dims = input.Type.TensorType.Shape.Dim;
+            if (dims.Count != 4 || dims[1].DimValue <= 0)
+                throw new ArgumentException($"ONNX file '{path}' has an input of rank {dims.Count}; an image classifier's input is [N, C, H, W].", nameof(path));
+            options.Channels = (int)dims[1].DimValue;
+            if (dims[2].DimValue > 0 && dims[3].DimValue > 0)
+                (options.ImageHeight, options.ImageWidth) = ((int)dims[2].DimValue, (int)dims[3].DimValue);
+        }
+        return options;
+    }
+
+    // The ONNX graph of a DeepVariants classifier inside an ML.NET model zip: ML.NET's ONNX transformer keeps it as a
+    // length-prefixed entry ".../OnnxModel"; the classifier's graph is the one with DeepVariants' metadata.
+    private static byte[] SavedGraph(string path)
+    {
+        try
+        {
+            using var zip = ZipFile.OpenRead(path);
+            foreach (var entry in zip.Entries.Where(e => e.FullName.EndsWith("/OnnxModel", StringComparison.Ordinal)))
+            {
+                using var reader = new BinaryReader(entry.Open());
+                byte[] graph = reader.ReadBytes(reader.ReadInt32());
+                if (ModelProto.Parser.ParseFrom(graph).MetadataProps.Any(m => m.Key == "deepvariants.image"))
+                    return graph;
+            }
+        }
+        catch (Exception e) when (e is InvalidDataException or InvalidProtocolBufferException or EndOfStreamException)
+        {
+            throw new InvalidDataException($"'{path}' is not a readable ML.NET model zip ({e.Message}).", e);
+        }
+        throw new ArgumentException($"'{path}' holds no DeepVariants CNN classifier (no ONNX graph with DeepVariants' image metadata).", nameof(path));
+    }
+
+    /// <summary>The graph's bytes, from <see cref="Model"/> or <see cref="ModelPath"/>.</summary>
+    internal byte[] ReadModel() => Model ?? File.ReadAllBytes(ModelPath);
+
+    /// <summary>The graph's name for messages.</summary>
+    internal string Source => string.IsNullOrEmpty(ModelPath) ? "the backbone's ONNX graph" : ModelPath;
+
     /// <summary>Throws, naming the option, when a setting cannot work.</summary>
     public virtual void Validate()
     {
-        if (string.IsNullOrWhiteSpace(ModelPath) || !File.Exists(ModelPath))
+        if (Model is null && (string.IsNullOrWhiteSpace(ModelPath) || !File.Exists(ModelPath)))
             throw new FileNotFoundException($"ONNX model '{ModelPath}' does not exist; set ModelPath to the backbone's .onnx file.", ModelPath);
         if (string.IsNullOrWhiteSpace(InputColumnName))
             throw new ArgumentException("InputColumnName must name a column.", nameof(InputColumnName));

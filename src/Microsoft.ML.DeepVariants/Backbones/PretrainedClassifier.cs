@@ -19,6 +19,17 @@ public enum BackboneTraining
     All,
 }
 
+/// <summary>What happens to the last linear layer of a backbone that is a classifier already.</summary>
+public enum PretrainedHead
+{
+    /// <summary>Kept when it has as many classes as the label, else replaced.</summary>
+    Auto,
+    /// <summary>Kept and trained further: its classes must be the label's, in key order.</summary>
+    Keep,
+    /// <summary>Replaced by a new layer for the label's classes.</summary>
+    Replace,
+}
+
 /// <summary>Options of <see cref="PretrainedClassifierEstimator"/>.</summary>
 /// <example>
 /// <code>
@@ -61,6 +72,15 @@ public sealed class PretrainedClassifierOptions : TrainingOptions
 
     /// <summary>The backbone's learning rate as a share of <see cref="TrainingOptions.LearningRate"/> (the head's). Default 0.1.</summary>
     public double BackboneLearningRateFactor { get; set; } = 0.1;
+
+    /// <summary>
+    /// When the backbone is a classifier already (its output comes from a final Gemm, as with <see cref="PretrainedBackboneOptions.FromClassifier"/>
+    /// and <see cref="PretrainedBackboneOptions.OutputNodeName"/> unset), whether that layer is kept or replaced. Default <see cref="PretrainedHead.Auto"/>.
+    /// </summary>
+    public PretrainedHead Head { get; set; } = PretrainedHead.Auto;
+
+    /// <summary>Let the trainable blocks' batch-normalisation statistics follow the new data; by default they stay as pretrained. Default false.</summary>
+    public bool TrainBatchNormStatistics { get; set; }
 
     /// <inheritdoc/>
     public override void Validate()
@@ -147,9 +167,22 @@ public sealed class PretrainedClassifierEstimator : DeepVariantsEstimator<Pretra
 
         public override nn.Module<Tensor, Tensor> CreateNetwork()
         {
-            _onnx ??= File.ReadAllBytes(_options.Backbone.ModelPath);
-            _cut = _options.Backbone.OutputNodeName ?? global::Onnx.ModelProto.Parser.ParseFrom(_onnx).Graph.Output[0].Name;
-            return new FineTunedNetwork(OnnxImporter.Import(_onnx, _cut), _options.Backbone, Fit.Label!.Info.ClassCount, _options);
+            _onnx ??= _options.Backbone.ReadModel();
+            int classes = Fit.Label!.Info.ClassCount;
+            var classifier = _options.Backbone.OutputNodeName is null ? ClassifierHead.Find(_onnx, _options.Backbone.Source) : null;
+            bool keep = classifier is not null && _options.Head switch
+            {
+                PretrainedHead.Keep => classifier.Classes == classes
+                    ? true
+                    : throw new ArgumentException($"Head = Keep, but the backbone's classifier has {classifier.Classes} classes and label '{_options.LabelColumnName}' has {classes}; set Head to Replace.", nameof(PretrainedClassifierOptions.Head)),
+                PretrainedHead.Replace => false,
+                _ => classifier.Classes == classes,
+            };
+            _cut = classifier?.Features ?? _options.Backbone.OutputNodeName ?? global::Onnx.ModelProto.Parser.ParseFrom(_onnx).Graph.Output[0].Name;
+            if (classifier is not null)
+                Fit.Log(keep ? $"Keeping the backbone's classifier layer ({classifier.Classes} classes) and training it further."
+                    : $"Replacing the backbone's classifier layer ({classifier.Classes} classes) with one for {classes}.");
+            return new FineTunedNetwork(OnnxImporter.Import(_onnx, _cut, _options.Backbone.Source), _options.Backbone, classes, _options, keep ? classifier : null);
         }
 
         // The frozen part of the backbone gives the same values every epoch: it runs once, and training runs the rest.
@@ -199,7 +232,8 @@ internal sealed class FineTunedNetwork : nn.Module<Tensor, Tensor>, ILearningRat
     private readonly float _scale;
     private readonly double _backboneFactor;
 
-    public FineTunedNetwork(OnnxImportedModule imported, PretrainedBackboneOptions backbone, int classes, PretrainedClassifierOptions options)
+    public FineTunedNetwork(OnnxImportedModule imported, PretrainedBackboneOptions backbone, int classes, PretrainedClassifierOptions options,
+        ClassifierHead? keptHead = null)
         : base(nameof(FineTunedNetwork))
     {
         this.backbone = imported;
@@ -211,8 +245,20 @@ internal sealed class FineTunedNetwork : nn.Module<Tensor, Tensor>, ILearningRat
         _backboneFactor = options.BackboneLearningRateFactor;
         long embedding;
         using (no_grad())
+        using (NewDisposeScope())
             embedding = Features(zeros(1, (long)p.Channels * p.Height * p.Width)).shape[1];
         head = nn.Linear(embedding, classes);
+        if (keptHead is not null)
+        {
+            if (keptHead.Weight.GetLength(1) != embedding)
+                throw new InvalidOperationException($"The backbone's classifier layer reads {keptHead.Weight.GetLength(1)} values, but its input has {embedding}.");
+            using var noGrad = no_grad();
+            using var weight = tensor(keptHead.Weight.Cast<float>().ToArray(), [classes, embedding]);
+            using var bias = tensor(keptHead.Bias);
+            head.weight!.copy_(weight);
+            head.bias!.copy_(bias);
+        }
+        imported.TrainBatchNormStatistics = options.TrainBatchNormStatistics;
         TrainableNodes = SelectTrainable(imported, options);
         _suffix = TrainableNodes.ToHashSet();
         foreach (var parameter in imported.parameters())
@@ -299,7 +345,6 @@ internal sealed class FineTunedNetwork : nn.Module<Tensor, Tensor>, ILearningRat
     private static IReadOnlyList<string> SelectTrainable(OnnxImportedModule imported, PretrainedClassifierOptions options)
     {
         var names = imported.NodeNames;
-        var operators = imported.NodeOperators;
         switch (options.Training)
         {
             case BackboneTraining.Frozen:
@@ -314,10 +359,51 @@ internal sealed class FineTunedNetwork : nn.Module<Tensor, Tensor>, ILearningRat
                         nameof(options));
                 return chosen;
             default:
-                // A block ends at each residual Add; the last k blocks are the nodes after the (k+1)-th Add from the end.
-                var adds = Enumerable.Range(0, names.Count).Where(i => operators[i] == "Add").ToList();
-                int start = adds.Count > options.TrainableBlocks ? adds[^(options.TrainableBlocks + 1)] + 1 : 0;
-                return names.Skip(start).ToList();
+                // The backbone's own blocks (OnnxImportedModule.Blocks): residual blocks, Inception modules, dense blocks, ...
+                var blocks = imported.Blocks;
+                return blocks.Skip(Math.Max(0, blocks.Count - options.TrainableBlocks)).SelectMany(b => b).ToList();
         }
     }
+}
+
+/// <summary>
+/// The last linear layer of a graph that is a classifier: a Gemm with constant weights whose output reaches the graph's
+/// output through reshaping or softmax only. Its input is the embedding a new or kept head reads.
+/// </summary>
+internal sealed record ClassifierHead(string Features, float[,] Weight, float[] Bias)
+{
+    public int Classes => Weight.GetLength(0);
+
+    public static ClassifierHead? Find(byte[] onnx, string source)
+    {
+        var model = global::Onnx.ModelProto.Parser.ParseFrom(onnx);
+        var graph = model.Graph;
+        var producers = graph.Node.SelectMany(n => n.Output.Select(o => (o, n))).ToDictionary(p => p.o, p => p.n);
+        string value = model.MetadataProps.FirstOrDefault(m => m.Key == "deepvariants.logits")?.Value ?? graph.Output[0].Name;
+        while (producers.TryGetValue(value, out var node) && node.OpType is "Identity" or "Reshape" or "Flatten" or "Softmax" or "LogSoftmax")
+            value = node.Input[0];
+        if (!producers.TryGetValue(value, out var gemm) || gemm.OpType != "Gemm")
+            return null;
+        var initializers = graph.Initializer.ToDictionary(t => t.Name);
+        if (!initializers.TryGetValue(gemm.Input[1], out var b) || b.Dims.Count != 2)
+            return null;
+        bool transB = gemm.Attribute.FirstOrDefault(a => a.Name == "transB")?.I == 1;
+        float Attribute(string name) => gemm.Attribute.FirstOrDefault(a => a.Name == name) is { } a ? a.F : 1;
+        if (gemm.Attribute.FirstOrDefault(a => a.Name == "transA")?.I == 1 || Attribute("alpha") != 1 || Attribute("beta") != 1)
+            return null;
+        float[] values = Floats(b);
+        int rows = (int)b.Dims[0], columns = (int)b.Dims[1];
+        int classes = transB ? rows : columns, inputs = transB ? columns : rows;
+        var weight = new float[classes, inputs];
+        for (int k = 0; k < classes; k++)
+            for (int i = 0; i < inputs; i++)
+                weight[k, i] = transB ? values[k * columns + i] : values[i * columns + k];
+        float[] bias = gemm.Input.Count > 2 && initializers.TryGetValue(gemm.Input[2], out var c) ? Floats(c) : new float[classes];
+        if (bias.Length == 1 && classes > 1)
+            bias = Enumerable.Repeat(bias[0], classes).ToArray();
+        return new ClassifierHead(gemm.Input[0], weight, bias);
+    }
+
+    private static float[] Floats(global::Onnx.TensorProto t) =>
+        t.RawData.Length > 0 ? System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(t.RawData.Span).ToArray() : t.FloatData.ToArray();
 }

@@ -19,8 +19,8 @@ public sealed class PretrainedFeaturizerOptions : PretrainedBackboneOptions
     public PretrainedFeaturizerOptions(PretrainedBackboneOptions backbone)
     {
         ArgumentNullException.ThrowIfNull(backbone);
-        (ModelPath, OutputNodeName, InputColumnName, ImageHeight, ImageWidth, Channels, ChannelOrder, ChannelMeans, Scale) =
-            (backbone.ModelPath, backbone.OutputNodeName, backbone.InputColumnName, backbone.ImageHeight, backbone.ImageWidth, backbone.Channels,
+        (Model, ModelPath, OutputNodeName, InputColumnName, ImageHeight, ImageWidth, Channels, ChannelOrder, ChannelMeans, Scale) =
+            (backbone.Model, backbone.ModelPath, backbone.OutputNodeName, backbone.InputColumnName, backbone.ImageHeight, backbone.ImageWidth, backbone.Channels,
              backbone.ChannelOrder, backbone.ChannelMeans, backbone.Scale);
     }
 
@@ -75,12 +75,12 @@ public sealed class PretrainedFeaturizerEstimator : IEstimator<ITransformer>
         Options.Validate();
         int size = Options.Channels * Options.ImageHeight * Options.ImageWidth;
         SchemaView.RequireFloatVector(input.Schema, Options.InputColumnName, size);
-        byte[] backbone = File.ReadAllBytes(Options.ModelPath);
+        byte[] backbone = Options.ReadModel();
         string cut = Options.OutputNodeName ?? global::Onnx.ModelProto.Parser.ParseFrom(backbone).Graph.Output[0].Name;
         var preprocessing = Options.Preprocessing();
         IReadOnlySet<string> globalPools;
         long width;
-        using (var imported = OnnxImporter.Import(backbone, cut))
+        using (var imported = OnnxImporter.Import(backbone, cut, Options.Source))
             (globalPools, width) = (imported.GlobalPoolNodes, imported.OutputWidth(Options.ImageHeight, Options.ImageWidth));
         byte[] single = OnnxGraphSurgery.Build(backbone, cut, preprocessing, Options.InputColumnName, Options.OutputColumnName, batched: false, globalPools, width);
         byte[] batched = OnnxGraphSurgery.Build(backbone, cut, preprocessing, Options.InputColumnName, Options.OutputColumnName, batched: true, globalPools, width);

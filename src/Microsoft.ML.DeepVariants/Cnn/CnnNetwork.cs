@@ -163,7 +163,13 @@ public sealed class CnnNetwork : Module<Tensor, Tensor>
             builder.AddOutput(Unbatch(builder, logits, batched, Classes), logitsOutput, batched, Classes);
         if (gradCam is { } cam)
             builder.AddOutput(GradCamNodes.Export(builder, this, map, mapExample, rest, logits, cam.Class), cam.Name, batched: false, (long)Height * Width);
-        return builder.ToBytes();
+        // What fine-tuning from a saved model needs: the image shape, and the values that are the embedding and the logits.
+        return builder.ToBytes(new Dictionary<string, string>
+        {
+            ["deepvariants.image"] = $"{Channels},{Height},{Width}",
+            ["deepvariants.embedding"] = embedding,
+            ["deepvariants.logits"] = logits,
+        });
     }
 
     private static string ExportSteps(OnnxGraphBuilder builder, IReadOnlyList<nn.Module> steps, string input, Tensor example, out Tensor output)

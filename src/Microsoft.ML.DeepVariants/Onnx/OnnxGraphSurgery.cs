@@ -27,15 +27,18 @@ internal static class OnnxGraphSurgery
         var graph = model.Graph;
         var initializerNames = graph.Initializer.Select(i => i.Name).ToHashSet();
         var originalInput = graph.Input.First(i => !initializerNames.Contains(i.Name));
-        var producers = graph.Node.SelectMany(n => n.Output.Select(o => (o, n))).ToDictionary(p => p.o, p => p.n);
-        var needed = new HashSet<NodeProto>();
-        var pending = new Stack<string>([cutAt]);
-        while (pending.Count > 0)
-            if (producers.TryGetValue(pending.Pop(), out var node) && needed.Add(node))
-                foreach (string i in node.Input.Where(i => i.Length > 0))
-                    pending.Push(i);
-        var kept = graph.Node.Where(needed.Contains).ToList();
+        var kept = OnnxGraphWalk.Needed(graph.Node, cutAt);
         var usedInitializers = kept.SelectMany(n => n.Input).ToHashSet();
+        // The new input may have the backbone's own input's name (a saved DeepVariants CNN reads "Features" too): rename the latter.
+        string backboneInput = originalInput.Name;
+        if (backboneInput == inputName)
+        {
+            backboneInput = "dv_backbone_input";
+            foreach (var node in kept)
+                for (int i = 0; i < node.Input.Count; i++)
+                    if (node.Input[i] == inputName)
+                        node.Input[i] = backboneInput;
+        }
 
         var result = new GraphProto { Name = graph.Name + "_cut" };
         var p = preprocessing;
@@ -64,7 +67,7 @@ internal static class OnnxGraphSurgery
         Constant(Unique("channel_means"), [1, p.ChannelOrder.Length, 1, 1], floats: p.ChannelMeans);
         Node("Sub", [Unique("reordered"), Unique("channel_means")], Unique("centred"));
         Constant(Unique("scale"), [1], floats: [p.Scale]);
-        Node("Mul", [Unique("centred"), Unique("scale")], originalInput.Name);
+        Node("Mul", [Unique("centred"), Unique("scale")], backboneInput);
 
         foreach (var init in graph.Initializer.Where(i => usedInitializers.Contains(i.Name)))
             result.Initializer.Add(replacedInitializers is not null && replacedInitializers.TryGetValue(init.Name, out var trained) ? FloatTensor(init.Name, trained) : init);

@@ -26,6 +26,9 @@ namespace Microsoft.ML.DeepVariants.Onnx;
 /// </example>
 public static class OnnxImporter
 {
+    /// <summary>The ONNX operators the importer reads (default domain), in alphabetical order.</summary>
+    public static IReadOnlyList<string> SupportedOperators { get; } = OnnxOperators.Table.Keys.Order(StringComparer.Ordinal).ToList();
+
     /// <summary>
     /// Imports the graph in <paramref name="model"/>, cut at <paramref name="outputName"/> (a value name; the graph's first
     /// output when null). <paramref name="source"/> names the graph (its file, say) in error messages.
@@ -279,6 +282,9 @@ public sealed class OnnxImportedModule : nn.Module<Tensor, Tensor>
 
     /// <summary>The parameters of the node called <paramref name="nodeName"/>.</summary>
     public IEnumerable<Parameter> NodeParameters(string nodeName) => nodes[nodeName].parameters();
+
+    /// <summary>The names of the graph initializers the weights of node <paramref name="nodeName"/> came from.</summary>
+    public IEnumerable<string> NodeInitializers(string nodeName) => nodes[nodeName].Initializers().Select(i => i.Name);
 
     /// <summary>The current values of the graph's weights by initializer name, to write a trained module back into its ONNX graph.</summary>
     public IReadOnlyDictionary<string, Tensor> TrainedInitializers()

@@ -47,7 +47,7 @@ internal sealed class ImportContext(Dictionary<string, Tensor> initializers, Dic
     /// <summary>
     /// The initializer <paramref name="name"/> as a parameter. The first claim takes the tensor itself (a parameter takes
     /// over its native handle, so every name that refers to it now refers to the parameter); a weight two nodes share
-    /// gives the second its own copy.
+    /// gives the second its own copy (PyTorch's exporter shares equal initializers, such as zero biases, between nodes).
     /// </summary>
     public Parameter Claim(string name, string node, string op)
     {
@@ -342,7 +342,8 @@ internal static class OnnxOperators
         if (a.Tensor("value") is not { } value)
             return [zeros(shape)];
         using var fill = OnnxImporter.ToTensor(value);
-        return [full(shape, fill.reshape(-1)[0].item<float>(), dtype: fill.dtype)];
+        using var scalar = fill.reshape(-1)[0];
+        return [scalar.expand(shape).contiguous()];
     }
 
     private static Tensor Range(Tensor start, Tensor limit, Tensor delta)
