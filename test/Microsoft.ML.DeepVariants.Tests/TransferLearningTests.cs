@@ -36,6 +36,45 @@ public sealed class TransferLearningTests
             .Fit(rows).Transform(rows);
     }
 
+    [TestMethod]
+    public void FineTuningTheLastTwoBlocksKeepsResidentMemoryFlatAcrossEpochs()
+    {
+        // Fine-tuning ResNet18's last two blocks once grew resident memory by about 50 MB a step: freed buffers that glibc
+        // kept. The trainer now hands them back when memory grows; without that, two more epochs here add about 1.3 GB.
+        var ml = new MLContext(seed: 1);
+        var pixels = Pixels(ml, Files.Value.Train.Take(400).ToArray());
+        var peaks = new List<double>();
+        double peak = 0;
+        var options = new PretrainedClassifierOptions
+        {
+            Backbone = Backbone(), Training = BackboneTraining.LastBlocks, TrainableBlocks = 2, Epochs = 3, BatchSize = 32, Device = TorchDeviceKind.Cpu,
+            Progress = new InlineProgress(p =>
+            {
+                peak = Math.Max(peak, ResidentMegabytes());
+                if (p.IsEpochEnd)
+                {
+                    peaks.Add(peak);
+                    peak = 0;
+                }
+            }),
+        };
+        ml.Transforms.DeepVariants.PretrainedClassifier(options).Fit(pixels);
+        TestContext.WriteLine($"largest resident memory in each epoch: {string.Join(", ", peaks.Select(p => $"{p:F0} MB"))}");
+        Assert.HasCount(3, peaks);
+        Assert.IsLessThanOrEqualTo(peaks[0] * 1.05, peaks[2], "epoch 3's peak is within 5% of epoch 1's");
+    }
+
+    private static double ResidentMegabytes()
+    {
+        string line = File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
+        return double.Parse(line.Split(':')[1].Trim().Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture) / 1024;
+    }
+
+    private sealed class InlineProgress(Action<TrainingProgress> report) : IProgress<TrainingProgress>
+    {
+        public void Report(TrainingProgress value) => report(value);
+    }
+
     private static PretrainedBackboneOptions Backbone()
     {
         var options = PretrainedBackboneOptions.ResNet18();

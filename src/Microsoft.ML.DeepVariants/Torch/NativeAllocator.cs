@@ -19,6 +19,13 @@ public static class NativeAllocator
     private const int MallocTrimThreshold = -1;
     private const int MallocMmapMax = -4;
 
+    private static bool _keep;
+    private static long _limit, _releases;
+
+    /// <summary>How often <see cref="ReleaseIfGrown"/> has handed memory back in this process.</summary>
+    internal static long Releases => Interlocked.Read(ref _releases);
+    private static readonly bool Glibc = OperatingSystem.IsLinux() && File.Exists("/proc/self/statm") && HasMallocTrim();
+
     /// <summary>
     /// Asks glibc to keep freed memory for reuse. Returns false (and changes nothing) where the C library is not
     /// glibc, such as on Windows, macOS or musl-based Linux.
@@ -29,6 +36,7 @@ public static class NativeAllocator
             return false;
         try
         {
+            _keep = true;
             return mallopt(MallocMmapMax, 0) == 1 & mallopt(MallocTrimThreshold, int.MaxValue) == 1;
         }
         catch (EntryPointNotFoundException)
@@ -41,6 +49,66 @@ public static class NativeAllocator
         }
     }
 
+    /// <summary>
+    /// The trainer's allocator policy, run after every training step and inference batch: glibc keeps freed tensor buffers
+    /// in its heaps, and on some workloads never reuses them (fine-tuning ResNet18's last two blocks grew resident memory
+    /// by about 50 MB a step, 3.2 GB an epoch of 2,000 images, with constant live tensors). When resident memory has grown
+    /// past a slack (128 MB and a tenth) over its level after the last release, <c>malloc_trim(0)</c> hands the freed
+    /// memory back: the fine-tuning then stayed at 780 MB. Trimming after every step instead made a small CNN's epoch 35%
+    /// slower; this way a run whose memory holds steady never trims. Nothing happens after <see cref="KeepFreedMemory"/>,
+    /// or where the C library is not glibc.
+    /// </summary>
+    internal static void ReleaseIfGrown()
+    {
+        if (_keep || !Glibc)
+            return;
+        long resident = ResidentBytes();
+        long limit = Interlocked.Read(ref _limit);
+        if (limit == 0)
+        {
+            Interlocked.CompareExchange(ref _limit, resident + Slack(resident), 0);
+            return;
+        }
+        if (resident <= limit)
+            return;
+        malloc_trim(0);
+        Interlocked.Increment(ref _releases);
+        long after = ResidentBytes();
+        Interlocked.Exchange(ref _limit, after + Slack(after));
+    }
+
+    private static long Slack(long resident) => (128L << 20) + resident / 10;
+
+    // Resident pages from /proc/self/statm (its second field), in bytes.
+    private static long ResidentBytes()
+    {
+        try
+        {
+            string text = File.ReadAllText("/proc/self/statm");
+            int start = text.IndexOf(' ') + 1, end = text.IndexOf(' ', start);
+            return long.Parse(text.AsSpan(start, end - start), System.Globalization.CultureInfo.InvariantCulture) * Environment.SystemPageSize;
+        }
+        catch (IOException)
+        {
+            return 0;
+        }
+    }
+
+    private static bool HasMallocTrim()
+    {
+        try
+        {
+            return NativeLibrary.TryLoad("libc.so.6", out var libc) && NativeLibrary.TryGetExport(libc, "malloc_trim", out _);
+        }
+        catch (DllNotFoundException)
+        {
+            return false;
+        }
+    }
+
     [DllImport("libc", EntryPoint = "mallopt")]
     private static extern int mallopt(int parameter, int value);
+
+    [DllImport("libc", EntryPoint = "malloc_trim")]
+    private static extern int malloc_trim(nuint pad);
 }

@@ -129,6 +129,7 @@ internal static class TorchTrainer
         int batches = Math.Min(batchesPerPass, options.StepsPerEpoch ?? int.MaxValue);
         var elapsedBefore = history.Count > 0 ? history[^1].Elapsed : TimeSpan.Zero;
         var clock = Stopwatch.StartNew();
+        long releasesBefore = NativeAllocator.Releases;
         TimeSpan Elapsed() => elapsedBefore + clock.Elapsed;
 
         try
@@ -166,6 +167,7 @@ internal static class TorchTrainer
                         loss.backward();
                         optimizer.step();
                         run.AfterStep?.Invoke();
+                        NativeAllocator.ReleaseIfGrown();
 
                         long counted = run.Objective.CountedRows(y);
                         double? metric;
@@ -234,6 +236,8 @@ internal static class TorchTrainer
             foreach (var callback in callbacks)
                 callback.OnTrainingEnd(result);
             checkpoint?.Delete();
+            if (NativeAllocator.Releases > releasesBefore)
+                log?.Invoke($"Freed native memory went back to the system {NativeAllocator.Releases - releasesBefore} times during training (glibc kept it otherwise).");
             return result;
         }
         finally
@@ -269,6 +273,7 @@ internal static class TorchTrainer
                 metricSum += metric ?? 0;
                 counted += rows;
             }
+            NativeAllocator.ReleaseIfGrown();
         }
         if (counted == 0)
             throw new ArgumentException("The validation data has no labelled rows.", nameof(data));
