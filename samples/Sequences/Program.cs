@@ -34,7 +34,8 @@ static int Run(string folder, int epochs, RecurrentCell cell)
         {
             Channels = trainProblem.Dimensions, Epochs = epochs, BatchSize = 32, LearningRate = 3e-3f, Schedule = LearningRateSchedule.Cosine,
             Architecture = new SequenceArchitecture { Cell = cell, HiddenSize = 64, Bidirectional = true, Pooling = SequencePooling.Attention },
-            Progress = new Progress<TrainingProgress>(p => { if (p.IsEpochEnd) task.Value = p.Epoch; }),
+            // p.Epochs is the epochs training runs: more than asked when MinimumSteps needs them.
+            Progress = new Progress<TrainingProgress>(p => { if (p.IsEpochEnd) (task.MaxValue, task.Value) = (p.Epochs, p.Epoch); }),
         };
         result = ml.Transforms.DeepVariants.SequenceClassifier(options).Train(train);
     });

@@ -123,7 +123,7 @@ public sealed class DeepVariantsCatalog
     /// <example>
     /// <code>
     /// var (nodes, edges) = Cora.Load(mlContext, "data/cora");
-    /// var model = mlContext.Transforms.DeepVariants.GcnNodeClassifier(edges, new GcnOptions { RowNormalizeFeatures = true }).Fit(nodes);
+    /// var model = mlContext.Transforms.DeepVariants.GcnNodeClassifier(edges, new GcnOptions()).Fit(nodes);
     /// </code>
     /// </example>
     public GcnNodeClassifierEstimator GcnNodeClassifier(IDataView edges, GcnOptions? options = null) => new(_context, edges, options ?? new GcnOptions());

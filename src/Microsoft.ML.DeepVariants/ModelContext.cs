@@ -23,14 +23,17 @@ internal sealed class ModelContext
     /// <summary>The options' seed, else the MLContext's, else a fresh one.</summary>
     public int ResolveSeed(int? optionsSeed) => optionsSeed ?? MLNetInternals.GetSeed(Environment) ?? Random.Shared.Next();
 
-    /// <summary>Writes an informational line to MLContext.Log under <paramref name="component"/>.</summary>
-    public Action<string> Logger(string component)
+    /// <summary>Writes an informational line (or, with <paramref name="warning"/>, a warning) to MLContext.Log under <paramref name="component"/>.</summary>
+    public Action<string> Logger(string component, bool warning = false)
     {
         var host = Environment.Register(component);
         return message =>
         {
             using var channel = host.Start("Training");
-            channel.Info(MessageSensitivity.None, message);
+            if (warning)
+                channel.Warning(MessageSensitivity.None, message);
+            else
+                channel.Info(MessageSensitivity.None, message);
         };
     }
 }

@@ -12,7 +12,7 @@ public sealed class GcnTests
 
     public TestContext TestContext { get; set; } = null!;
 
-    private static GcnOptions KipfAndWelling(int seed) => new() { Seed = seed, RowNormalizeFeatures = true, Device = TorchDeviceKind.Cpu };
+    private static GcnOptions KipfAndWelling(int seed) => new() { Seed = seed, Device = TorchDeviceKind.Cpu };
 
     private static double TestAccuracy(IDataView scored)
     {

@@ -52,7 +52,7 @@ public sealed class PlainLoadingTests
         var train = TimeSeriesFile.Load(ml, Path.Combine(AppContext.BaseDirectory, "Data", "timeseries", "JapaneseVowels", "JapaneseVowels_TRAIN.ts"));
         var model = ml.Transforms.DeepVariants.SequenceClassifier(new SequenceClassifierOptions
         {
-            Channels = 12, Epochs = 2, BatchSize = 32, Device = TorchDeviceKind.Cpu, Architecture = new SequenceArchitecture { HiddenSize = 16 },
+            Channels = 12, Epochs = 2, BatchSize = 32, MinimumSteps = 0, Device = TorchDeviceKind.Cpu, Architecture = new SequenceArchitecture { HiddenSize = 16 },
         }).Fit(train);
         var test = TimeSeriesFile.Read(Path.Combine(AppContext.BaseDirectory, "Data", "timeseries", "JapaneseVowels", "JapaneseVowels_TEST.ts"));
         var rows = test.Cases.Take(40).Select(c => c.Values).ToList();
@@ -65,7 +65,7 @@ public sealed class PlainLoadingTests
     {
         var ml = new MLContext(seed: 1);
         var (nodes, edges) = Cora.Load(ml, Path.Combine(AppContext.BaseDirectory, "Data", "cora"));
-        var model = ml.Transforms.DeepVariants.GcnNodeClassifier(edges, new Graphs.GcnOptions { Epochs = 20, RowNormalizeFeatures = true, Device = TorchDeviceKind.Cpu })
+        var model = ml.Transforms.DeepVariants.GcnNodeClassifier(edges, new Graphs.GcnOptions { Epochs = 20, Device = TorchDeviceKind.Cpu })
             .Fit(nodes);
         var ids = Enumerable.Range(0, 40).Select(i => new[] { (float)(i * 61) }).ToList();
         Compare(ml, model, "gcn", nodes.Schema, ids, "NodeId:I4:0", "Score");

@@ -13,6 +13,27 @@ public sealed class SequenceTests
         Path.Combine(AppContext.BaseDirectory, "Data", "timeseries", name, $"{name}_{split}.ts");
 
     [TestMethod]
+    public void TheDefaultsLearnALongUnivariateSeriesThatFiveEpochsWouldNot()
+    {
+        // GunPoint: 50 training series of 150 steps, 2 classes. With only the channel count set, the classifier takes at
+        // least MinimumSteps (300) optimizer steps; the old defaults (5 epochs of one batch: 5 steps) stay at chance.
+        var ml = new MLContext(seed: 1);
+        var train = TimeSeriesFile.Load(ml, Problem("GunPoint", "TRAIN"));
+        var test = TimeSeriesFile.Load(ml, Problem("GunPoint", "TEST"));
+        var defaults = ml.Transforms.DeepVariants.SequenceClassifier(new SequenceClassifierOptions()).Train(train);
+        double accuracy = ml.MulticlassClassification.Evaluate(defaults.Model.Transform(test)).MicroAccuracy;
+        var fiveSteps = ml.Transforms.DeepVariants.SequenceClassifier(new SequenceClassifierOptions { MinimumSteps = 0 }).Train(train);
+        double before = ml.MulticlassClassification.Evaluate(fiveSteps.Model.Transform(test)).MicroAccuracy;
+
+        TestContext.WriteLine($"GunPoint with the defaults: {accuracy:P1} test accuracy after {defaults.History.Epochs.Count} epochs " +
+            $"({defaults.History.Epochs[^1].Elapsed.TotalSeconds:F0} s); 5 epochs of 5 steps: {before:P1}, warnings: {string.Join(" | ", fiveSteps.History.Warnings)}");
+        Assert.AreEqual(300, defaults.History.Epochs.Count, "one batch an epoch, so 300 epochs make 300 steps");
+        Assert.IsGreaterThanOrEqualTo(0.75, accuracy, "the defaults leave chance (50%) well behind");
+        Assert.IsEmpty(defaults.History.Warnings, string.Join("\n", defaults.History.Warnings));
+        Assert.IsNotEmpty(fiveSteps.History.Warnings, "five steps learn next to nothing, and the history says so");
+    }
+
+    [TestMethod]
     public void JapaneseVowelsTrainsToNinetyPercentAndPredictsTheSameAfterSaveAndLoad()
     {
         var ml = new MLContext(seed: 1);
@@ -109,7 +130,7 @@ public sealed class SequenceTests
         var problem = TimeSeriesFile.Read(Problem("JapaneseVowels", "TRAIN"));
         var model = ml.Transforms.DeepVariants.SequenceClassifier(new SequenceClassifierOptions
         {
-            Channels = 12, Epochs = 2, Device = TorchDeviceKind.Cpu, Architecture = new SequenceArchitecture { HiddenSize = 16, Bidirectional = true },
+            Channels = 12, Epochs = 2, MinimumSteps = 0, Device = TorchDeviceKind.Cpu, Architecture = new SequenceArchitecture { HiddenSize = 16, Bidirectional = true },
         }).Fit(TimeSeriesFile.ToDataView(ml, problem));
 
         // The same 20 series, bare and with 3 or 15 NaN steps after them.
@@ -138,7 +159,7 @@ public sealed class SequenceTests
         Assert.AreEqual(29 * 12, ((VectorDataViewType)train.Schema["Series"].Type).Size);
         var result = ml.Transforms.DeepVariants.SequenceClassifier(new SequenceClassifierOptions
         {
-            Channels = 12, Epochs = 8, BatchSize = 32, LearningRate = 3e-3f, Device = TorchDeviceKind.Cpu,
+            Channels = 12, Epochs = 8, BatchSize = 32, LearningRate = 3e-3f, MinimumSteps = 0, Device = TorchDeviceKind.Cpu,
             Architecture = new SequenceArchitecture { Cell = RecurrentCell.Gru, HiddenSize = 16 },
         }).Train(train);
         Assert.AreEqual(29, result.MaxLength);
@@ -208,7 +229,7 @@ public sealed class SequenceTests
     public void BadSeriesInputGetsClearErrors()
     {
         var ml = new MLContext(seed: 1);
-        var options = new SequenceClassifierOptions { Channels = 3, Epochs = 1, Device = TorchDeviceKind.Cpu };
+        var options = new SequenceClassifierOptions { Channels = 3, Epochs = 1, MinimumSteps = 0, Device = TorchDeviceKind.Cpu };
         IDataView Data(params float[][] series) => ml.Data.LoadFromEnumerable(series.Select((s, i) => new Row { Series = s, Label = i % 2 == 0 ? "a" : "b" }));
 
         var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Transforms.DeepVariants.SequenceClassifier(options).Fit(Data([1, 2, 3], [1, 2, 3, 4])));

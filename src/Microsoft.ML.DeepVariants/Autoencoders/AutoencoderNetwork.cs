@@ -46,6 +46,41 @@ public sealed class AutoencoderNetwork : Module<Tensor, Tensor>
         return new AutoencoderNetwork(encoder, decoder, inputSize, options.CodeSize);
     }
 
+    /// <summary>
+    /// Trainable parameters of the network <see cref="Create"/> builds, counted from the options without building it:
+    /// the dense layers' weights and biases, or the convolutions', the code layers' and the transposed convolutions'.
+    /// </summary>
+    public static long CountParameters(DenoisingAutoencoderOptions o, int inputSize)
+    {
+        static long Layer(long inputs, long outputs) => inputs * outputs + outputs;
+        long count = 0;
+        if (o.Kind == AutoencoderKind.Dense)
+        {
+            int width = o.Width ?? 256;
+            var sizes = Enumerable.Range(0, o.Depth).Select(i => (long)Math.Max(o.CodeSize, width >> i)).ToArray();
+            long previous = inputSize;
+            foreach (long size in sizes)
+                (count, previous) = (count + Layer(previous, size), size);
+            count += Layer(previous, o.CodeSize);
+            previous = o.CodeSize;
+            foreach (long size in sizes.Reverse())
+                (count, previous) = (count + Layer(previous, size), size);
+            return count + Layer(previous, inputSize);
+        }
+        long baseWidth = o.Width ?? 32, inner = baseWidth << (o.Depth - 1), cells = (long)(o.ImageHeight >> o.Depth) * (o.ImageWidth >> o.Depth);
+        long channels = o.Channels;
+        for (int i = 0; i < o.Depth; i++)
+            (count, channels) = (count + Layer(channels * 9, baseWidth << i), baseWidth << i);
+        count += Layer(inner * cells, o.CodeSize) + Layer(o.CodeSize, inner * cells);
+        channels = inner;
+        for (int i = o.Depth - 1; i >= 0; i--)
+        {
+            long next = i == 0 ? o.Channels : baseWidth << (i - 1);
+            (count, channels) = (count + channels * next * 9 + next, next);
+        }
+        return count;
+    }
+
     /// <inheritdoc/>
     public override Tensor forward(Tensor input) => decoder.call(encoder.call(input));
 
@@ -147,7 +182,7 @@ internal sealed class RangeSigmoid : Module<Tensor, Tensor>, IOnnxExportable
         _scale = maximum - minimum;
     }
 
-    public override Tensor forward(Tensor input) => input.sigmoid() * _scale + _minimum;
+    public override Tensor forward(Tensor input) => input.sigmoid().Times(_scale).Plus(_minimum);
 
     public string ExportOnnx(OnnxGraphBuilder builder, string input, Tensor example)
     {

@@ -11,22 +11,23 @@ internal static class Corruption
     public static bool Any(DenoisingAutoencoderOptions o) =>
         o.NoiseStandardDeviation > 0 || o.SaltAndPepperProbability > 0 || o.MaskingProbability > 0;
 
+    // Every number goes through Scalars (never a temporary Scalar): this runs on every training batch.
     public static Tensor Apply(Tensor x, DenoisingAutoencoderOptions o)
     {
         if (o.NoiseStandardDeviation > 0)
         {
-            x = x + randn_like(x) * o.NoiseStandardDeviation;
+            x = x.Plus(randn_like(x).Times(o.NoiseStandardDeviation));
             if (o.HasRange)
-                x = x.clamp(o.InputMinimum!.Value, o.InputMaximum!.Value);
+                x = x.clamp(Scalars.Of(o.InputMinimum!.Value), Scalars.Of(o.InputMaximum!.Value));
         }
         if (o.SaltAndPepperProbability > 0)
         {
-            var hit = rand_like(x) < o.SaltAndPepperProbability;
-            var salt = where(rand_like(x) < 0.5, full_like(x, o.InputMaximum!.Value), full_like(x, o.InputMinimum!.Value));
+            var hit = rand_like(x).lt(Scalars.Of(o.SaltAndPepperProbability));
+            var salt = where(rand_like(x).lt(Scalars.Of(0.5)), full_like(x, Scalars.Of(o.InputMaximum!.Value)), full_like(x, Scalars.Of(o.InputMinimum!.Value)));
             x = where(hit, salt, x);
         }
         if (o.MaskingProbability > 0)
-            x = x * (rand_like(x) >= o.MaskingProbability).to_type(x.dtype);
+            x = x * rand_like(x).ge(Scalars.Of(o.MaskingProbability)).to_type(x.dtype);
         return x;
     }
 }

@@ -75,6 +75,10 @@ public sealed class DenoisingAutoencoderEstimator : DeepVariantsEstimator<Denois
 
         public override nn.Module<Tensor, Tensor> CreateNetwork() => AutoencoderNetwork.Create(_options, Size);
 
+        public override long? CountParameters() => AutoencoderNetwork.CountParameters(_options, Size);
+
+        public override string ShrinkHint => "a smaller Width, Depth or CodeSize";
+
         public override OnnxExport Export(nn.Module<Tensor, Tensor> network)
         {
             var o = _options;

@@ -43,10 +43,10 @@ public sealed class DenoisingAutoencoderOptions : TrainingOptions
     /// <summary>Image channels, for the convolutional kind. Default 1.</summary>
     public int Channels { get; set; } = 1;
 
-    /// <summary>Length of the code (the bottleneck), emitted as the code column. Default 32.</summary>
+    /// <summary>Length of the code (the bottleneck), emitted as the code column, 1 to 65,536. Default 32.</summary>
     public int CodeSize { get; set; } = 32;
 
-    /// <summary>Hidden layers (dense) or stride-2 convolution blocks (convolutional) on each side. Default 2.</summary>
+    /// <summary>Hidden layers (dense) or stride-2 convolution blocks (convolutional) on each side, 1 to 8. Default 2.</summary>
     public int Depth { get; set; } = 2;
 
     /// <summary>First hidden layer size (dense; halves per layer) or first block's channels (convolutional; doubles per block). Default: 256 dense, 32 convolutional.</summary>
@@ -80,10 +80,17 @@ public sealed class DenoisingAutoencoderOptions : TrainingOptions
     {
         base.Validate();
         RequireColumnNames((nameof(FeatureColumnName), FeatureColumnName));
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(CodeSize, nameof(CodeSize));
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(Depth, nameof(Depth));
-        if (Width is <= 0)
-            throw new ArgumentOutOfRangeException(nameof(Width), Width, "Width must be positive.");
+        if (!Enum.IsDefined(Kind))
+            throw new ArgumentOutOfRangeException(nameof(Kind), Kind, "Unknown autoencoder kind.");
+        if (CodeSize is < 1 or > 65536)
+            throw new ArgumentOutOfRangeException(nameof(CodeSize), CodeSize, "CodeSize must be from 1 to 65,536.");
+        if (Depth is < 1 or > 8)
+            throw new ArgumentOutOfRangeException(nameof(Depth), Depth, "Depth must be from 1 to 8.");
+        if (Width is < 1 or > 65536)
+            throw new ArgumentOutOfRangeException(nameof(Width), Width, "Width must be null (the kind's default) or from 1 to 65,536.");
+        if (Kind == AutoencoderKind.Convolutional && ((long)(Width ?? 32) << (Depth - 1)) > 65536)
+            throw new ArgumentOutOfRangeException(nameof(Width), Width,
+                $"A convolutional autoencoder of Depth {Depth} and Width {Width ?? 32} has {(long)(Width ?? 32) << (Depth - 1):N0} channels in its last block; at most 65,536 are supported.");
         if (!(NoiseStandardDeviation >= 0) || float.IsInfinity(NoiseStandardDeviation))
             throw new ArgumentOutOfRangeException(nameof(NoiseStandardDeviation), NoiseStandardDeviation, "NoiseStandardDeviation must be a finite number, zero or more.");
         foreach (var (name, p) in new[] { (nameof(SaltAndPepperProbability), SaltAndPepperProbability), (nameof(MaskingProbability), MaskingProbability) })
@@ -95,9 +102,9 @@ public sealed class DenoisingAutoencoderOptions : TrainingOptions
             throw new ArgumentException("Salt-and-pepper noise needs the input range: set InputMinimum and InputMaximum.", nameof(SaltAndPepperProbability));
         if (Kind == AutoencoderKind.Convolutional)
         {
-            ArgumentOutOfRangeException.ThrowIfNegativeOrZero(ImageHeight, nameof(ImageHeight));
-            ArgumentOutOfRangeException.ThrowIfNegativeOrZero(ImageWidth, nameof(ImageWidth));
-            ArgumentOutOfRangeException.ThrowIfNegativeOrZero(Channels, nameof(Channels));
+            foreach (var (name, value, high) in new[] { (nameof(ImageHeight), ImageHeight, 8192), (nameof(ImageWidth), ImageWidth, 8192), (nameof(Channels), Channels, 1024) })
+                if (value < 1 || value > high)
+                    throw new ArgumentOutOfRangeException(name, value, $"{name} must be from 1 to {high:N0} for the convolutional kind.");
             int step = 1 << Depth;
             if (ImageHeight % step != 0 || ImageWidth % step != 0)
                 throw new ArgumentOutOfRangeException(nameof(Depth),

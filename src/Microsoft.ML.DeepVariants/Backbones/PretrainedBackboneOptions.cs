@@ -149,7 +149,13 @@ public class PretrainedBackboneOptions
     }
 
     /// <summary>The graph's bytes, from <see cref="Model"/> or <see cref="ModelPath"/>.</summary>
-    internal byte[] ReadModel() => Model ?? File.ReadAllBytes(ModelPath);
+    /// <summary>The backbone's bytes, checked to be a readable ONNX model (the error names the file).</summary>
+    internal byte[] ReadModel()
+    {
+        byte[] bytes = Model ?? File.ReadAllBytes(ModelPath);
+        Onnx.OnnxImporter.Parse(bytes, string.IsNullOrEmpty(ModelPath) ? null : ModelPath);
+        return bytes;
+    }
 
     /// <summary>The graph's name for messages.</summary>
     internal string Source => string.IsNullOrEmpty(ModelPath) ? "the backbone's ONNX graph" : ModelPath;

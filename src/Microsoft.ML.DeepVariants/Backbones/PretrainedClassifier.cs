@@ -134,10 +134,14 @@ public sealed class PretrainedClassifierEstimator : DeepVariantsEstimator<Pretra
     private sealed class PretrainedTask : FitTask
     {
         private readonly PretrainedClassifierOptions _options;
-        private byte[]? _onnx;
+        private readonly byte[] _onnx;
         private string _cut = "";
 
-        private PretrainedTask(PretrainedClassifierOptions options) => _options = options;
+        private PretrainedTask(PretrainedClassifierOptions options, byte[] onnx)
+        {
+            _options = options;
+            _onnx = onnx;
+        }
 
         private int Size => _options.Backbone.Channels * _options.Backbone.ImageHeight * _options.Backbone.ImageWidth;
 
@@ -148,7 +152,8 @@ public sealed class PretrainedClassifierEstimator : DeepVariantsEstimator<Pretra
             if (!pixels.IsFloatVector || (schema.HasSizes && pixels.Size != size))
                 throw schema.Mismatch(pixels, $"Vector<Single, {size}>");
             var label = ClassLabels.Check(schema, o.LabelColumnName);
-            return new PretrainedTask(o)
+            // Read the backbone now, so that a truncated or wrong file is named before any data is read.
+            return new PretrainedTask(o, o.Backbone.ReadModel())
             {
                 Label = label,
                 Tail = new ServingTail.Multiclass(o.ScoreColumnName, o.PredictedLabelColumnName),
@@ -167,7 +172,6 @@ public sealed class PretrainedClassifierEstimator : DeepVariantsEstimator<Pretra
 
         public override nn.Module<Tensor, Tensor> CreateNetwork()
         {
-            _onnx ??= _options.Backbone.ReadModel();
             int classes = Fit.Label!.Info.ClassCount;
             var classifier = _options.Backbone.OutputNodeName is null ? ClassifierHead.Find(_onnx, _options.Backbone.Source) : null;
             bool keep = classifier is not null && _options.Head switch
@@ -340,7 +344,7 @@ internal sealed class FineTunedNetwork : nn.Module<Tensor, Tensor>, ILearningRat
     private Tensor Preprocess(Tensor pixels)
     {
         var images = pixels.reshape(_imageShape).index_select(1, channel_order.to(pixels.device));
-        return (images - channel_means.to(pixels.device)) * _scale;
+        return (images - channel_means.to(pixels.device)).Times(_scale);
     }
 
     private static IReadOnlyList<string> SelectTrainable(OnnxImportedModule imported, PretrainedClassifierOptions options)

@@ -65,11 +65,21 @@ public sealed class CnnArchitecture
     [JsonIgnore]
     public int EffectiveKernelSize => KernelSize > 0 ? KernelSize : Family == CnnFamily.LeNet ? 5 : 3;
 
-    /// <summary>Trainable parameters of this architecture for the given input and classes (the network is built on the CPU and counted).</summary>
+    /// <summary>
+    /// Trainable parameters of this architecture for the given input and classes: the network is built on TorchSharp's
+    /// "meta" device, which holds no data, and counted, so even a huge description is counted at once without memory.
+    /// </summary>
     public long ParameterCount(int channels, int height, int width, int classes)
     {
-        using var network = CnnNetwork.Create(this, channels, height, width, classes);
+        Validate();
+        using var network = CnnNetwork.Create(this, channels, height, width, classes, TorchSharp.torch.META);
         return network.ParameterCount;
+    }
+
+    private static void Range(int value, int low, int high, string name)
+    {
+        if (value < low || value > high)
+            throw new ArgumentOutOfRangeException(name, value, $"{name} must be from {low} to {high:N0}.");
     }
 
     /// <summary>This description as JSON (enums as names).</summary>
@@ -79,18 +89,27 @@ public sealed class CnnArchitecture
     public static CnnArchitecture FromJson(string json) =>
         JsonSerializer.Deserialize<CnnArchitecture>(json, Json) ?? throw new JsonException("The JSON holds no CNN architecture.");
 
-    /// <summary>Throws, naming the knob, when the description cannot be built.</summary>
+    /// <summary>
+    /// Throws, naming the knob, when the description cannot be built. The ranges: Depth 1 to 16, Width 1 to 4,096 with at
+    /// most 65,536 channels in the widest block (Width times 2 to the power of the doublings), LayersPerBlock 1 to 32,
+    /// GrowthRate 1 to 1,024, HiddenSize 1 to 65,536, KernelSize 0 or odd up to 15, Dropout in [0, 1).
+    /// </summary>
     public void Validate()
     {
         if (!Enum.IsDefined(Family))
             throw new ArgumentOutOfRangeException(nameof(Family), Family, "Unknown CNN family.");
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(Depth, nameof(Depth));
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(Width, nameof(Width));
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(LayersPerBlock, nameof(LayersPerBlock));
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(GrowthRate, nameof(GrowthRate));
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(HiddenSize, nameof(HiddenSize));
-        if (KernelSize < 0 || (KernelSize > 0 && KernelSize % 2 == 0))
-            throw new ArgumentOutOfRangeException(nameof(KernelSize), KernelSize, "KernelSize must be 0 (the family's own) or an odd number.");
+        Range(Depth, 1, 16, nameof(Depth));
+        Range(Width, 1, 4096, nameof(Width));
+        Range(LayersPerBlock, 1, 32, nameof(LayersPerBlock));
+        Range(GrowthRate, 1, 1024, nameof(GrowthRate));
+        Range(HiddenSize, 1, 65536, nameof(HiddenSize));
+        // The widest block: LeNet and VGG double the channels every block, Inception every second one, ResNet up to two times.
+        int doublings = Family switch { CnnFamily.LeNet or CnnFamily.Vgg => Depth - 1, CnnFamily.Inception => (Depth - 1) / 2, CnnFamily.ResNet => Math.Min(2, Depth - 1), _ => 0 };
+        if ((long)Width << doublings > 65536)
+            throw new ArgumentOutOfRangeException(nameof(Width), Width,
+                $"A {Family} of depth {Depth} and width {Width} has {(long)Width << doublings:N0} channels in its last block; at most 65,536 are supported. Lower Depth or Width.");
+        if (KernelSize < 0 || KernelSize > 15 || (KernelSize > 0 && KernelSize % 2 == 0))
+            throw new ArgumentOutOfRangeException(nameof(KernelSize), KernelSize, "KernelSize must be 0 (the family's own) or an odd number up to 15.");
         if (!(Dropout >= 0) || Dropout >= 1)
             throw new ArgumentOutOfRangeException(nameof(Dropout), Dropout, "Dropout must be in [0, 1).");
     }

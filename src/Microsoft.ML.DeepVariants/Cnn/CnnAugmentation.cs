@@ -82,13 +82,14 @@ public sealed class CnnAugmentation
         if (HorizontalFlipProbability > 0)
             x = where(Chosen(n, HorizontalFlipProbability, x.device).view(n, 1, 1, 1), x.flip(3), x);
         if (NoiseStandardDeviation > 0)
-            x = x + randn_like(x) * (Chosen(n, NoiseProbability, x.device).to_type(x.dtype) * NoiseStandardDeviation).view(n, 1, 1, 1);
+            x = x.Plus(randn_like(x) * Chosen(n, NoiseProbability, x.device).to_type(x.dtype).Times(NoiseStandardDeviation).view(n, 1, 1, 1));
         if (ErasingProbability > 0)
             x = Erase(x);
         return x;
     }
 
-    private static Tensor Chosen(long n, float probability, Device device) => rand(n, device: device) < probability;
+    // Every number below goes through Scalars (never a temporary Scalar): this runs on every training batch.
+    private static Tensor Chosen(long n, float probability, Device device) => rand(n, device: device).lt(Scalars.Of(probability));
 
     // Shifts each image by its own (dy, dx) in [-maxY, maxY] x [-maxX, maxX], filling with zeros: pad, then gather.
     private static Tensor Shift(Tensor x, int maxY, int maxX, float probability)
@@ -102,9 +103,9 @@ public sealed class CnnAugmentation
         var dx = randint(-maxX, maxX + 1, [n], device: device) * apply;
         long paddedWidth = w + 2 * maxX;
         var padded = nn.functional.pad(x, [maxX, maxX, maxY, maxY]).reshape(n, c, -1);
-        var rows = arange(h, device: device).view(1, h, 1) + maxY + dy.view(n, 1, 1);
-        var cols = arange(w, device: device).view(1, 1, w) + maxX + dx.view(n, 1, 1);
-        var index = (rows * paddedWidth + cols).reshape(n, 1, h * w).expand(n, c, h * w);
+        var rows = Scalars.Range(0, h, ScalarType.Int64, device).view(1, h, 1).Plus(maxY).Plus(dy.view(n, 1, 1));
+        var cols = Scalars.Range(0, w, ScalarType.Int64, device).view(1, 1, w).Plus(maxX).Plus(dx.view(n, 1, 1));
+        var index = rows.Times(paddedWidth).Plus(cols).reshape(n, 1, h * w).expand(n, c, h * w);
         return padded.gather(2, index).reshape(n, c, h, w);
     }
 
@@ -113,17 +114,17 @@ public sealed class CnnAugmentation
     {
         long n = x.shape[0], h = x.shape[2], w = x.shape[3];
         var device = x.device;
-        var area = (rand(n, device: device) * (ErasingMaxArea - 0.02) + 0.02) * (h * w);
-        var aspect = (rand(n, device: device) * (Math.Log(3.3) - Math.Log(0.3)) + Math.Log(0.3)).exp();
-        var eh = (area * aspect).sqrt().clamp(1, h).floor();
-        var ew = (area / aspect).sqrt().clamp(1, w).floor();
-        var top = (rand(n, device: device) * (h - eh + 1)).floor();
-        var left = (rand(n, device: device) * (w - ew + 1)).floor();
-        var rows = arange(h, device: device, dtype: ScalarType.Float32).view(1, 1, h, 1);
-        var cols = arange(w, device: device, dtype: ScalarType.Float32).view(1, 1, 1, w);
-        var inside = (rows >= top.view(n, 1, 1, 1)) & (rows < (top + eh).view(n, 1, 1, 1))
-            & (cols >= left.view(n, 1, 1, 1)) & (cols < (left + ew).view(n, 1, 1, 1))
+        var area = rand(n, device: device).Times(ErasingMaxArea - 0.02).Plus(0.02).Times(h * w);
+        var aspect = rand(n, device: device).Times(Math.Log(3.3) - Math.Log(0.3)).Plus(Math.Log(0.3)).exp();
+        var eh = (area * aspect).sqrt().clamp(Scalars.One, Scalars.Of(h)).floor();
+        var ew = (area / aspect).sqrt().clamp(Scalars.One, Scalars.Of(w)).floor();
+        var top = (rand(n, device: device) * eh.neg().Plus(h + 1)).floor();
+        var left = (rand(n, device: device) * ew.neg().Plus(w + 1)).floor();
+        var rows = Scalars.Range(0, h, ScalarType.Float32, device).view(1, 1, h, 1);
+        var cols = Scalars.Range(0, w, ScalarType.Float32, device).view(1, 1, 1, w);
+        var inside = (rows >= top.view(n, 1, 1, 1)) & (rows < top.Plus(eh).view(n, 1, 1, 1))
+            & (cols >= left.view(n, 1, 1, 1)) & (cols < left.Plus(ew).view(n, 1, 1, 1))
             & Chosen(n, ErasingProbability, device).view(n, 1, 1, 1);
-        return x.masked_fill(inside, 0);
+        return x.masked_fill(inside, Scalars.Zero);
     }
 }

@@ -60,22 +60,25 @@ public sealed class CnnNetwork : Module<Tensor, Tensor>
     /// <summary>Embeddings to logits.</summary>
     public Sequential Head => head;
 
-    /// <summary>Builds the network <paramref name="architecture"/> describes, with weights drawn from TorchSharp's current generator.</summary>
-    public static CnnNetwork Create(CnnArchitecture architecture, int channels, int height, int width, int classes)
+    /// <summary>
+    /// Builds the network <paramref name="architecture"/> describes, with weights drawn from TorchSharp's current generator,
+    /// on <paramref name="device"/> (the CPU when null; the "meta" device builds it without memory, to count it).
+    /// </summary>
+    public static CnnNetwork Create(CnnArchitecture architecture, int channels, int height, int width, int classes, Device? device = null)
     {
         ArgumentNullException.ThrowIfNull(architecture);
         architecture.Validate();
         ArgumentOutOfRangeException.ThrowIfLessThan(classes, 2, nameof(classes));
         var parts = architecture.Family switch
         {
-            CnnFamily.LeNet => LeNet.Build(architecture, channels, height, width),
-            CnnFamily.Vgg => Vgg.Build(architecture, channels, height, width),
-            CnnFamily.ResNet => ResNet.Build(architecture, channels),
-            CnnFamily.Inception => Inception.Build(architecture, channels, height, width),
-            CnnFamily.DenseNet => DenseNet.Build(architecture, channels, height, width),
+            CnnFamily.LeNet => LeNet.Build(architecture, channels, height, width, device),
+            CnnFamily.Vgg => Vgg.Build(architecture, channels, height, width, device),
+            CnnFamily.ResNet => ResNet.Build(architecture, channels, device),
+            CnnFamily.Inception => Inception.Build(architecture, channels, height, width, device),
+            CnnFamily.DenseNet => DenseNet.Build(architecture, channels, height, width, device),
             _ => throw new ArgumentOutOfRangeException(nameof(architecture), architecture.Family, "Unknown CNN family."),
         };
-        var head = Sequential(("dropout", nn.Dropout(architecture.Dropout)), ("classifier", Linear(parts.EmbeddingSize, classes)));
+        var head = Sequential(("dropout", nn.Dropout(architecture.Dropout)), ("classifier", Linear(parts.EmbeddingSize, classes, device: device)));
         return new CnnNetwork(parts, head, channels, height, width, classes);
     }
 

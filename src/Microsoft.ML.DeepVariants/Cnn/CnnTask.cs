@@ -19,6 +19,11 @@ internal sealed class CnnTask : FitTask
     public static CnnTask Create(ModelContext context, SchemaView schema, CnnOptions options, string? embeddingColumn)
     {
         var input = CnnInput.Resolve(context, schema, options);
+        int kernel = options.Architecture.EffectiveKernelSize, side = Math.Min(input.Height, input.Width);
+        if (kernel > side)
+            throw new ArgumentOutOfRangeException(nameof(CnnArchitecture.KernelSize), kernel,
+                $"The {options.Architecture.Family} kernel of {kernel}x{kernel} is larger than the {input.Height}x{input.Width} images in column " +
+                $"'{options.FeatureColumnName}'; set Architecture.KernelSize to an odd number up to {(side % 2 == 1 ? side : side - 1)}, or use larger images.");
         var label = ClassLabels.Check(schema, options.LabelColumnName);
         var classifier = options as CnnClassifierOptions;
         var extra = new List<SchemaShape.Column>();
@@ -46,12 +51,21 @@ internal sealed class CnnTask : FitTask
         new VectorFeatures(prepared.Schema[Input.TensorColumn], [Input.Channels, Input.Height, Input.Width]),
         new ClassTarget(prepared.Schema[Fit.Label!.KeyColumn], Fit.Label.UserColumn));
 
-    public override nn.Module<Tensor, Tensor> CreateNetwork()
+    public override nn.Module<Tensor, Tensor> CreateNetwork() =>
+        CnnNetwork.Create(Options.Architecture, Input.Channels, Input.Height, Input.Width, Classes());
+
+    // Called before any row is read, so a GradCamClass the labels do not have is refused before training.
+    public override long? CountParameters() => Options.Architecture.ParameterCount(Input.Channels, Input.Height, Input.Width, Classes());
+
+    public override string ShrinkHint => "a smaller Depth, Width or HiddenSize in Architecture";
+
+    private int Classes()
     {
         int classes = Fit.Label!.Info.ClassCount;
         if (Options is CnnClassifierOptions { GradCamClass: { } explained } && (explained < 0 || explained >= classes))
-            throw new ArgumentOutOfRangeException(nameof(CnnClassifierOptions.GradCamClass), explained, $"GradCamClass must be a class index from 0 to {classes - 1}.");
-        return CnnNetwork.Create(Options.Architecture, Input.Channels, Input.Height, Input.Width, classes);
+            throw new ArgumentOutOfRangeException(nameof(CnnClassifierOptions.GradCamClass), explained,
+                $"GradCamClass must be a class index from 0 to {classes - 1}: label column '{Options.LabelColumnName}' has {classes} classes.");
+        return classes;
     }
 
     public override Func<Tensor, Tensor>? Corrupt => Options.Augmentation is { } augmentation ? augmentation.Apply : null;

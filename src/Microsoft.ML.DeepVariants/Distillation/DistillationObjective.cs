@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.DeepVariants.Distillation;
@@ -18,7 +19,13 @@ internal sealed class DistillationObjective : ITrainingObjective
             throw new ArgumentOutOfRangeException(nameof(alpha), alpha, "Alpha must be in [0, 1].");
         Temperature = temperature;
         Alpha = alpha;
+        // Held for the objective's life, so the loss never makes a temporary Scalar (see Scalars).
+        _temperature = temperature.ToScalar();
+        _softWeight = (alpha * temperature * temperature).ToScalar();
+        _hardWeight = (1 - alpha).ToScalar();
     }
+
+    private readonly Scalar _temperature, _softWeight, _hardWeight;
 
     public double Temperature { get; }
     public double Alpha { get; }
@@ -31,16 +38,26 @@ internal sealed class DistillationObjective : ITrainingObjective
     {
         var (labels, teacher) = Split(target);
         var hard = nn.functional.cross_entropy(output, labels);
-        var teacherLog = nn.functional.log_softmax(teacher / Temperature, 1);
-        var studentLog = nn.functional.log_softmax(output / Temperature, 1);
+        var teacherLog = nn.functional.log_softmax(teacher.div(_temperature), 1);
+        var studentLog = nn.functional.log_softmax(output.div(_temperature), 1);
         // KL(p_teacher || p_student), summed over classes and averaged over rows ("batchmean").
         var soft = (teacherLog.exp() * (teacherLog - studentLog)).sum(1).mean();
-        return soft * (Alpha * Temperature * Temperature) + hard * (1 - Alpha);
+        return soft.mul(_softWeight).Plus(hard.mul(_hardWeight));
     }
 
     public double? MetricSum(Tensor output, Tensor target) => output.argmax(1).eq(Split(target).Labels).sum().item<long>();
 
     public long CountedRows(Tensor target) => target.shape[0];
+
+    public bool ClassifiesRows => true;
+
+    public void AddPredictedClasses(Tensor output, Tensor target, HashSet<long> classes)
+    {
+        if (classes.Count > 1)
+            return;
+        using var distinct = output.argmax(1).unique().Item1;
+        classes.UnionWith(distinct.data<long>().ToArray());
+    }
 
     private static (Tensor Labels, Tensor Teacher) Split(Tensor target) =>
         (target.select(1, 0).to_type(ScalarType.Int64), target.narrow(1, 1, target.shape[1] - 1));

@@ -172,12 +172,31 @@ public sealed class GcnGraphModel
     /// <summary>Reads a model written by <see cref="Save"/>.</summary>
     public static GcnGraphModel Load(string path)
     {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        if (!File.Exists(path))
+            throw new FileNotFoundException($"GCN model file '{path}' does not exist.", path);
         byte[] bytes = File.ReadAllBytes(path);
-        var model = ModelProto.Parser.ParseFrom(bytes);
+        ModelProto model;
+        try
+        {
+            model = ModelProto.Parser.ParseFrom(bytes);
+        }
+        catch (Google.Protobuf.InvalidProtocolBufferException e)
+        {
+            throw new InvalidDataException($"'{path}' is not a DeepVariants GCN model: it is not a readable ONNX file ({e.Message}).", e);
+        }
         string json = model.MetadataProps.FirstOrDefault(p => p.Key == MetadataKey)?.Value
             ?? throw new InvalidDataException($"'{path}' is not a DeepVariants GCN model: its ONNX metadata has no '{MetadataKey}' entry.");
-        var columns = JsonSerializer.Deserialize<Columns>(json) ?? throw new InvalidDataException($"'{path}' has unreadable GCN metadata.");
-        return new GcnGraphModel(bytes, columns);
+        Columns? columns;
+        try
+        {
+            columns = JsonSerializer.Deserialize<Columns>(json);
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"'{path}' has unreadable GCN metadata ({e.Message}).", e);
+        }
+        return new GcnGraphModel(bytes, columns ?? throw new InvalidDataException($"'{path}' has unreadable GCN metadata."));
     }
 
     private static float[] Softmax(ReadOnlySpan<float> logits)

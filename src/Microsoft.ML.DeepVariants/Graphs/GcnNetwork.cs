@@ -46,14 +46,26 @@ internal sealed class GcnNetwork : Module
     /// <summary>The first layer's weight: the only parameter weight decay applies to, as in the paper.</summary>
     public Parameter FirstLayerWeight => layers[0].weight;
 
+    /// <summary>Trainable parameters of a GCN, counted without building it: per layer a weight (inputs x outputs) and a bias.</summary>
+    public static long CountParameters(int features, IReadOnlyList<int> hidden, int classes)
+    {
+        long count = 0, inputs = features;
+        foreach (long outputs in hidden.Append(classes).Select(h => (long)h))
+        {
+            count += inputs * outputs + outputs;
+            inputs = outputs;
+        }
+        return count;
+    }
+
     /// <summary>Logits [N, K] of every node, and the embedding [N, E] (the last hidden layer).</summary>
     public Tensor Forward(Tensor x, GraphTensors graph, out Tensor embedding)
     {
-        var h = rowNormalize ? x / x.sum(1, keepdim: true).clamp_min(1e-12) : x;
+        var h = rowNormalize ? x / x.sum(1, keepdim: true).clamp_min(Scalars.Of(1e-12)) : x;
         embedding = h;
         for (int i = 0; i < layers.Count; i++)
         {
-            h = Propagate(functional.linear(dropout.call(h), layers[i].weight), graph) + layers[i].bias!;
+            h = Propagate(functional.linear(dropout.call(h), layers[i].weight), graph).Plus(layers[i].bias!);
             if (i < layers.Count - 1)
             {
                 h = functional.relu(h);
@@ -101,7 +113,7 @@ internal sealed class GcnNetwork : Module
 
     private static Tensor Propagate(Tensor h, GraphTensors graph) =>
         zeros(graph.NodeCount, h.shape[1], dtype: h.dtype, device: h.device)
-            .index_add(0, graph.Target, h.index_select(0, graph.Source) * graph.Weight.unsqueeze(1), 1);
+            .index_add(0, graph.Target, h.index_select(0, graph.Source) * graph.Weight.unsqueeze(1), Scalars.One);
 }
 
 /// <summary>A GCN bound to one graph, as the shared training loop sees it: node features in, logits out.</summary>

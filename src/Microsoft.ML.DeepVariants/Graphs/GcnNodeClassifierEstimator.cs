@@ -26,7 +26,7 @@ public sealed record GcnFitResult(TransformerChain<ITransformer> Model, Training
 /// <example>
 /// <code>
 /// var (nodes, edges) = Cora.Load(mlContext, "data/cora");
-/// var model = mlContext.Transforms.DeepVariants.GcnNodeClassifier(edges, new GcnOptions { RowNormalizeFeatures = true }).Fit(nodes);
+/// var model = mlContext.Transforms.DeepVariants.GcnNodeClassifier(edges, new GcnOptions()).Fit(nodes);
 /// var scored = model.Transform(nodes);
 /// </code>
 /// </example>
@@ -68,6 +68,7 @@ public sealed class GcnNodeClassifierEstimator : DeepVariantsEstimator<GcnOption
             {
                 Label = label,
                 AllowUnlabelledRows = true,
+                UnlabelledValues = o.UnlabelledValues.ToHashSet(StringComparer.Ordinal),
                 Tail = new ServingTail.Multiclass(o.ScoreColumnName, o.PredictedLabelColumnName),
                 ExtraOutputs = [MLNetInternals.SchemaColumn(o.EmbeddingColumnName, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false)],
                 Description = "a GCN",
@@ -99,8 +100,20 @@ public sealed class GcnNodeClassifierEstimator : DeepVariantsEstimator<GcnOption
             fit.TrainSource = new InMemoryBatchSource(_features.alias(), Targets(_table.Train));
             if (Enumerable.Range(0, _table.Count).Any(i => _table.Validation[i] && _table.Labels[i] >= 0))
                 fit.ValidationSource = new InMemoryBatchSource(_features.alias(), Targets(_table.Validation));
-            fit.Log($"The graph has {_table.Count:N0} nodes, {(graph.Source.shape[0] - _table.Count) / 2:N0} edges and {trainCount} labelled training nodes.");
+            long edgeCount = (graph.Source.shape[0] - _table.Count) / 2;
+            fit.Log($"The graph has {_table.Count:N0} nodes, {edgeCount:N0} edges and {trainCount} labelled training nodes.");
+            if (edgeCount == 0)
+                fit.Warn($"The graph has no edges between different nodes (edge columns '{_options.EdgeSourceColumnName}' and '{_options.EdgeTargetColumnName}'), " +
+                    "so the GCN sees each node alone and trains as a per-node network on its features; check the edge data.");
         }
+
+        // Before any row is read: from the feature column's declared size.
+        public override long? CountParameters() =>
+            Fit.PreparedTrain.Schema.GetColumnOrNull(_options.FeatureColumnName)?.Type is VectorDataViewType { Size: > 0 } features
+                ? GcnNetwork.CountParameters(features.Size, _options.HiddenSizes, Fit.Label!.Info.ClassCount)
+                : null;
+
+        public override string ShrinkHint => "smaller HiddenSizes";
 
         public override nn.Module<Tensor, Tensor> CreateNetwork()
         {

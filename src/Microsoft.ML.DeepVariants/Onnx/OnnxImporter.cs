@@ -91,7 +91,8 @@ public static class OnnxImporter
         }
     }
 
-    private static ModelProto Parse(byte[] model, string? source)
+    /// <summary>Parses an ONNX model, naming the file when it cannot be read (truncated, or another kind of file).</summary>
+    internal static ModelProto Parse(byte[] model, string? source)
     {
         try
         {

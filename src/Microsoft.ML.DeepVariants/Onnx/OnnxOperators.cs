@@ -99,18 +99,18 @@ internal static class OnnxOperators
         ["Neg"] = Kernel((x, a) => [x[0]!.neg()]),
         ["Reciprocal"] = Kernel((x, a) => [x[0]!.reciprocal()]),
         ["Clip"] = Kernel(Clip),
-        ["HardSigmoid"] = Kernel((x, a) => [(x[0]! * a.Float("alpha", 0.2f) + a.Float("beta", 0.5f)).clamp(0, 1)]),
-        ["HardSwish"] = Kernel((x, a) => [x[0]! * (x[0]! / 6 + 0.5).clamp(0, 1)]),
+        ["HardSigmoid"] = Kernel((x, a) => [x[0]!.Times(a.Float("alpha", 0.2f)).Plus(a.Float("beta", 0.5f)).clamp(Scalars.Zero, Scalars.One)]),
+        ["HardSwish"] = Kernel((x, a) => [x[0]! * x[0]!.Times(1.0 / 6).Plus(0.5).clamp(Scalars.Zero, Scalars.One)]),
         ["Softmax"] = Kernel((x, a) => [Normalized(x[0]!, a, log: false)]),
         ["LogSoftmax"] = Kernel((x, a) => [Normalized(x[0]!, a, log: true)]),
-        ["Add"] = Kernel((x, a) => [Same(x[0]!, x[1]!, (p, q) => p + q)]),
+        ["Add"] = Kernel((x, a) => [Same(x[0]!, x[1]!, (p, q) => p.Plus(q))]),
         ["Sub"] = Kernel((x, a) => [Same(x[0]!, x[1]!, (p, q) => p - q)]),
         ["Mul"] = Kernel((x, a) => [Same(x[0]!, x[1]!, (p, q) => p * q)]),
         ["Div"] = Kernel((x, a) => [Same(x[0]!, x[1]!, (p, q) => !p.dtype.IsFloat() ? p.div(q, RoundingMode.trunc) : p / q)]),
         ["Pow"] = Kernel((x, a) => [Same(x[0]!, x[1]!, (p, q) => p.pow(q))]),
         ["Max"] = Kernel((x, a) => [x.Skip(1).Aggregate(x[0]!, (p, q) => Same(p, q!, maximum))]),
         ["Min"] = Kernel((x, a) => [x.Skip(1).Aggregate(x[0]!, (p, q) => Same(p, q!, minimum))]),
-        ["Sum"] = Kernel((x, a) => [x.Skip(1).Aggregate(x[0]!, (p, q) => Same(p, q!, (u, v) => u + v))]),
+        ["Sum"] = Kernel((x, a) => [x.Skip(1).Aggregate(x[0]!, (p, q) => Same(p, q!, (u, v) => u.Plus(v)))]),
         ["Equal"] = Kernel((x, a) => [Same(x[0]!, x[1]!, (p, q) => p.eq(q))]),
         ["Less"] = Kernel((x, a) => [Same(x[0]!, x[1]!, (p, q) => p.lt(q))]),
         ["Greater"] = Kernel((x, a) => [Same(x[0]!, x[1]!, (p, q) => p.gt(q))]),
@@ -188,7 +188,7 @@ internal static class OnnxOperators
     {
         double? low = x.Length > 1 && x[1] is { } min ? Scalar(min) : a.Has("min") ? a.Float("min", float.MinValue) : null;
         double? high = x.Length > 2 && x[2] is { } max ? Scalar(max) : a.Has("max") ? a.Float("max", float.MaxValue) : null;
-        return [x[0]!.clamp(low.HasValue ? (Scalar)low.Value : null, high.HasValue ? (Scalar)high.Value : null)];
+        return [x[0]!.clamp(low.HasValue ? Scalars.Of(low.Value) : null, high.HasValue ? Scalars.Of(high.Value) : null)];
     }
 
     // Opset 13 normalises along one axis; earlier opsets over everything from the axis on, as a 2-D [N, D] matrix.
@@ -285,7 +285,7 @@ internal static class OnnxOperators
     {
         axis = Axis(axis, data.dim());
         var index = indices.to(data.device).to_type(ScalarType.Int64);
-        index = where(index.lt(0), index + data.shape[axis], index);
+        index = where(index.lt(Scalars.Zero), index.Plus(data.shape[axis]), index);
         if (index.dim() == 0)
             return data.index_select(axis, index.reshape(1)).squeeze(axis);
         var flat = data.index_select(axis, index.reshape(-1));
@@ -694,10 +694,10 @@ internal sealed class GemmNode : OnnxNode
         var w = weight ?? (_transB ? inputs[1]! : inputs[1]!.t());
         var y = a.matmul(w.t());
         if (_alpha != 1)
-            y = y * _alpha;
+            y = y.Times(_alpha);
         var c = bias ?? (HasInput(2) ? inputs[2] : null);
         if (c is not null)
-            y = y + (_beta == 1 ? c : c * _beta);
+            y = y.Plus(_beta == 1 ? c : c.Times(_beta));
         return [y];
     }
 }

@@ -87,6 +87,8 @@ public sealed class PruningEstimator : IEstimator<TransformerChain<ITransformer>
     // The data as the fitted model read it: same preprocessing, same class order, same row reader.
     private IBatchSource Read(IDataView data, string role, Action<string> log)
     {
+        // The fitted model's own schema check first, so a column of another shape is named before any row is read.
+        _trained.CheckSchema(data.Schema, role);
         var prepared = _trained.Prepare(data);
         if (_trained.Label is { } label)
             ClassLabels.Scan(prepared, label, role);

@@ -89,6 +89,10 @@ public sealed class SequenceClassifierEstimator : DeepVariantsEstimator<Sequence
 
         public override nn.Module<Tensor, Tensor> CreateNetwork() => new SequenceNetwork(_options.Architecture, _options.Channels, Fit.Label!.Info.ClassCount);
 
+        public override long? CountParameters() => _options.Architecture.ParameterCount(_options.Channels, Fit.Label!.Info.ClassCount);
+
+        public override string ShrinkHint => "a smaller HiddenSize or fewer Layers in Architecture";
+
         public override void Initialize(nn.Module<Tensor, Tensor> network)
         {
             if (_options.NormalizeChannels)

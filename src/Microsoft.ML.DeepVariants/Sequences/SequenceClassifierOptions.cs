@@ -36,10 +36,10 @@ public sealed class SequenceArchitecture
     /// <summary>LSTM or GRU. Default LSTM.</summary>
     public RecurrentCell Cell { get; set; } = RecurrentCell.Lstm;
 
-    /// <summary>Stacked recurrent layers. Default 1.</summary>
+    /// <summary>Stacked recurrent layers, 1 to 16. Default 1.</summary>
     public int Layers { get; set; } = 1;
 
-    /// <summary>Hidden units per direction. Default 64.</summary>
+    /// <summary>Hidden units per direction, 1 to 16,384. Default 64.</summary>
     public int HiddenSize { get; set; } = 64;
 
     /// <summary>Runs each layer forwards and backwards and concatenates the two. Default false.</summary>
@@ -54,6 +54,23 @@ public sealed class SequenceArchitecture
     /// <summary>This description as JSON.</summary>
     public string ToJson() => JsonSerializer.Serialize(this, Json);
 
+    /// <summary>
+    /// Trainable parameters of the network for <paramref name="channels"/> values per step and <paramref name="classes"/>
+    /// classes, counted from the description (nothing is allocated): per layer and direction G x H x (inputs + H) weights
+    /// and 2 x G x H biases (G = 4 gates for LSTM, 3 for GRU), the attention pooling's when chosen, and the classifier.
+    /// </summary>
+    public long ParameterCount(int channels, int classes)
+    {
+        Validate();
+        long gates = RecurrentDirection.Gates(Cell) * (long)HiddenSize, output = (Bidirectional ? 2L : 1L) * HiddenSize;
+        long count = 0;
+        for (int layer = 0; layer < Layers; layer++)
+            count += (Bidirectional ? 2 : 1) * (gates * ((layer == 0 ? channels : output) + HiddenSize) + 2 * gates);
+        if (Pooling == SequencePooling.Attention)
+            count += output * output + 2 * output;
+        return count + output * classes + classes;
+    }
+
     /// <summary>Throws, naming the knob, when the description cannot be built.</summary>
     public void Validate()
     {
@@ -61,8 +78,10 @@ public sealed class SequenceArchitecture
             throw new ArgumentOutOfRangeException(nameof(Cell), Cell, "Unknown recurrent cell.");
         if (!Enum.IsDefined(Pooling))
             throw new ArgumentOutOfRangeException(nameof(Pooling), Pooling, "Unknown pooling.");
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(Layers, nameof(Layers));
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(HiddenSize, nameof(HiddenSize));
+        if (Layers is < 1 or > 16)
+            throw new ArgumentOutOfRangeException(nameof(Layers), Layers, "Layers must be from 1 to 16.");
+        if (HiddenSize is < 1 or > 16384)
+            throw new ArgumentOutOfRangeException(nameof(HiddenSize), HiddenSize, "HiddenSize must be from 1 to 16,384.");
         if (!(Dropout >= 0 && Dropout < 1))
             throw new ArgumentOutOfRangeException(nameof(Dropout), Dropout, "Dropout must be in [0, 1).");
     }
@@ -84,6 +103,12 @@ public sealed class SequenceArchitecture
 /// </example>
 public sealed class SequenceClassifierOptions : TrainingOptions
 {
+    /// <summary>
+    /// The defaults train a recurrent network for at least 300 optimizer steps (<see cref="TrainingOptions.MinimumSteps"/>):
+    /// UCR and UEA problems are often tens of series, which 5 epochs of batches of 128 would give 5 steps, too few to learn.
+    /// </summary>
+    public SequenceClassifierOptions() => MinimumSteps = 300;
+
     /// <summary>The series column. Default "Series".</summary>
     public string FeatureColumnName { get; set; } = "Series";
 

@@ -49,7 +49,7 @@ internal sealed class RecurrentDirection : nn.Module
     public (Tensor Outputs, Tensor Final) Run(Tensor x, Tensor valid, bool reverse)
     {
         long n = x.shape[0], steps = x.shape[1];
-        var projected = x.matmul(weight_ih.t()) + bias_ih;
+        var projected = x.matmul(weight_ih.t()).Plus(bias_ih);
         var h = zeros(n, HiddenSize, device: x.device);
         var c = Cell == RecurrentCell.Lstm ? zeros(n, HiddenSize, device: x.device) : null;
         var outputs = new Tensor[steps];
@@ -58,12 +58,12 @@ internal sealed class RecurrentDirection : nn.Module
             long t = reverse ? steps - 1 - i : i;
             var keep = valid.select(1, t).unsqueeze(1);
             var fromInput = projected.select(1, t);
-            var fromHidden = h.matmul(weight_hh.t()) + bias_hh;
+            var fromHidden = h.matmul(weight_hh.t()).Plus(bias_hh);
             Tensor next;
             if (Cell == RecurrentCell.Lstm)
             {
-                var gates = (fromInput + fromHidden).chunk(4, 1);
-                var cNext = gates[1].sigmoid() * c! + gates[0].sigmoid() * gates[2].tanh();
+                var gates = fromInput.Plus(fromHidden).chunk(4, 1);
+                var cNext = (gates[1].sigmoid() * c!).Plus(gates[0].sigmoid() * gates[2].tanh());
                 next = gates[3].sigmoid() * cNext.tanh();
                 c = where(keep, cNext, c!);
             }
@@ -71,10 +71,10 @@ internal sealed class RecurrentDirection : nn.Module
             {
                 var xi = fromInput.chunk(3, 1);
                 var hi = fromHidden.chunk(3, 1);
-                var reset = (xi[0] + hi[0]).sigmoid();
-                var update = (xi[1] + hi[1]).sigmoid();
-                var candidate = (xi[2] + reset * hi[2]).tanh();
-                next = (1 - update) * candidate + update * h;
+                var reset = xi[0].Plus(hi[0]).sigmoid();
+                var update = xi[1].Plus(hi[1]).sigmoid();
+                var candidate = xi[2].Plus(reset * hi[2]).tanh();
+                next = (update.OneMinus() * candidate).Plus(update * h);
             }
             h = where(keep, next, h);
             outputs[t] = where(keep, next, zeros_like(next));
@@ -98,6 +98,7 @@ internal sealed class RecurrentDirection : nn.Module
 public sealed class SequenceNetwork : Module<Tensor, Tensor>
 {
     private const double MaskedScore = -1e9;
+    private static readonly Scalar MaskedScoreScalar = Scalars.Of(MaskedScore);
     private readonly ModuleList<RecurrentDirection> directions;
     private readonly Linear attention_projection;
     private readonly Parameter attention_vector;
@@ -174,15 +175,15 @@ public sealed class SequenceNetwork : Module<Tensor, Tensor>
                 var x = batch.Inputs.to_type(ScalarType.Float64);
                 var present = x.isnan().logical_not();
                 var values = where(present, x, zeros_like(x));
-                count.add_(present.sum([0, 1]).to_type(ScalarType.Float64));
-                sum.add_(values.sum([0, 1]));
-                squares.add_(values.square().sum([0, 1]));
+                count.PlusInPlace(present.sum([0, 1]).to_type(ScalarType.Float64));
+                sum.PlusInPlace(values.sum([0, 1]));
+                squares.PlusInPlace(values.square().sum([0, 1]));
             }
         }
-        count = count.clamp_min(1);
+        count = count.clamp_min(Scalars.One);
         var mean = sum / count;
-        var scale = (squares / count - mean.square()).clamp_min(0).sqrt();
-        scale = where(scale.gt(1e-6), scale, ones_like(scale));
+        var scale = (squares / count - mean.square()).clamp_min(Scalars.Zero).sqrt();
+        scale = where(scale.gt(Scalars.Of(1e-6)), scale, ones_like(scale));
         using var noGrad = no_grad();
         channel_mean.copy_(mean.to_type(ScalarType.Float32));
         channel_scale.copy_(scale.to_type(ScalarType.Float32));
@@ -223,18 +224,18 @@ public sealed class SequenceNetwork : Module<Tensor, Tensor>
     {
         long steps = input.shape[1];
         var present = input.isnan().logical_not().any(2).to_type(ScalarType.Float32);
-        var lengths = (present * arange(1, steps + 1, dtype: ScalarType.Float32, device: input.device)).amax([1]);
+        var lengths = (present * Scalars.Range(1, steps + 1, ScalarType.Float32, input.device)).amax([1]);
         long longest = Math.Max(1, (long)lengths.max().item<float>());
         var x = input.narrow(1, 0, longest);
         x = where(x.isnan(), zeros_like(x), x);
-        var valid = arange(longest, dtype: ScalarType.Float32, device: input.device).unsqueeze(0).lt(lengths.unsqueeze(1));
+        var valid = Scalars.Range(0, longest, ScalarType.Float32, input.device).unsqueeze(0).lt(lengths.unsqueeze(1));
         return (x, valid, lengths);
     }
 
     private Tensor Attend(Tensor outputs, Tensor valid)
     {
         var scores = attention_projection.call(outputs).tanh().matmul(attention_vector);
-        var weights = where(valid, scores, full_like(scores, MaskedScore)).softmax(1);
+        var weights = where(valid, scores, full_like(scores, MaskedScoreScalar)).softmax(1);
         return (weights.unsqueeze(2) * outputs).sum(1);
     }
 

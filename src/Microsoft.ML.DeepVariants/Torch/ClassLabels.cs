@@ -38,15 +38,46 @@ internal static class ClassLabels
         return column;
     }
 
-    /// <summary>Keys the label on the training data (or takes a key label as it is).</summary>
-    public static LabelBinding Bind(ModelContext context, string label, IDataView train)
+    /// <summary>
+    /// Keys the label on the training data (or takes a key label as it is). Text values in <paramref name="unlabelled"/>
+    /// become missing (no class), like the empty text.
+    /// </summary>
+    public static LabelBinding Bind(ModelContext context, string label, IDataView train, IReadOnlyCollection<string>? unlabelled = null)
     {
         var column = train.Schema.GetColumnOrNull(label) ?? throw SchemaView.MissingColumn(label);
         if (column.Type is KeyDataViewType)
             return new LabelBinding(label, label, Info(column), null);
         string keyColumn = KeyColumnPrefix + label;
-        var mapping = context.Transforms.Conversion.MapValueToKey(keyColumn, label).Fit(train);
+        IDataView? keys = null;
+        if (unlabelled is { Count: > 0 } && column.Type is TextDataViewType)
+        {
+            // The classes are the training values in order of appearance, without the unlabelled ones; values not among
+            // the keys map to the missing key.
+            var classes = new List<string>();
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            using (var cursor = train.GetRowCursor([column]))
+            {
+                var get = cursor.GetGetter<ReadOnlyMemory<char>>(column);
+                ReadOnlyMemory<char> value = default;
+                while (cursor.MoveNext())
+                {
+                    get(ref value);
+                    string text = value.ToString();
+                    if (text.Length > 0 && !unlabelled.Contains(text) && seen.Add(text))
+                        classes.Add(text);
+                }
+            }
+            keys = new MLContext(seed: 0).Data.LoadFromEnumerable(classes.Select(c => new KeyText { Value = c }));
+        }
+        var mapping = (keys is null
+            ? context.Transforms.Conversion.MapValueToKey(keyColumn, label)
+            : context.Transforms.Conversion.MapValueToKey(keyColumn, label, keyData: keys)).Fit(train);
         return new LabelBinding(label, keyColumn, Info(mapping.GetOutputSchema(train.Schema)[keyColumn]), mapping);
+    }
+
+    private sealed class KeyText
+    {
+        public string Value { get; set; } = "";
     }
 
     /// <summary>A validation set's label must have the training label's type (a key label the same key type).</summary>

@@ -73,6 +73,9 @@ internal abstract class FitTask
     /// <summary>Whether rows without a label may train (a graph sees every node, learns from the labelled ones).</summary>
     public bool AllowUnlabelledRows { get; init; }
 
+    /// <summary>Text label values that mean "no label" (with <see cref="AllowUnlabelledRows"/>).</summary>
+    public IReadOnlyCollection<string> UnlabelledValues { get; init; } = [];
+
     /// <summary>What the model ends with after its graph.</summary>
     public ServingTail Tail { get; init; } = new ServingTail.None();
 
@@ -96,6 +99,15 @@ internal abstract class FitTask
 
     /// <summary>A new network of this fit's architecture, with weights drawn from TorchSharp's current generator.</summary>
     public abstract nn.Module<Tensor, Tensor> CreateNetwork();
+
+    /// <summary>
+    /// The trainable parameters <see cref="CreateNetwork"/> would make, counted without allocating them, so that an
+    /// architecture over <see cref="TrainingOptions.MaxParameters"/> is refused first; null when only building tells.
+    /// </summary>
+    public virtual long? CountParameters() => null;
+
+    /// <summary>What to change to make the network smaller, for the <see cref="TrainingOptions.MaxParameters"/> message.</summary>
+    public virtual string ShrinkHint => "a smaller architecture";
 
     /// <summary>The network's ONNX graph, reading the prepared columns and writing the tail's input (the logits column, say).</summary>
     public abstract OnnxExport Export(nn.Module<Tensor, Tensor> network);
@@ -179,6 +191,9 @@ internal sealed class FitState : IDisposable
     public required ModelContext Context { get; init; }
     public required TrainingOptions Options { get; init; }
     public required Action<string> Log { get; init; }
+
+    /// <summary>Writes a warning to MLContext.Log (what looks wrong but does not stop the fit).</summary>
+    public required Action<string> Warn { get; init; }
     public required int Seed { get; init; }
     public required Device Device { get; init; }
     public TrainingExtension? Extension { get; init; }
@@ -260,6 +275,9 @@ internal sealed class TrainedNetwork
     public required ITrainingObjective Objective { get; init; }
     public required TrainingOptions Options { get; init; }
     public required Func<SchemaShape, SchemaShape> OutputSchema { get; init; }
+
+    /// <summary>The fit's schema check on other data (its role, such as "evaluation", in the message).</summary>
+    public required Action<DataViewSchema, string> CheckSchema { get; init; }
     public LabelBinding? Label { get; init; }
 }
 
@@ -326,7 +344,7 @@ public abstract class DeepVariantsEstimator<TOptions, TResult> : IDeepVariantsEs
         var log = Context.Logger(_component);
         using var fit = new FitState
         {
-            Context = Context, Options = Options, Log = log, Extension = extension,
+            Context = Context, Options = Options, Log = log, Warn = Context.Logger(_component, warning: true), Extension = extension,
             Seed = Context.ResolveSeed(Options.Seed),
             Device = TorchDevices.Resolve(Options.Device, Context.Environment, log),
         };
@@ -336,7 +354,7 @@ public abstract class DeepVariantsEstimator<TOptions, TResult> : IDeepVariantsEs
         var preprocessed = fit.Preprocessing?.Transform(trainData) ?? trainData;
         if (task.ClassLabel is { } label)
         {
-            fit.Label = ClassLabels.Bind(Context, label, preprocessed);
+            fit.Label = ClassLabels.Bind(Context, label, preprocessed, task.UnlabelledValues);
             if (validationData is not null)
                 ClassLabels.CheckValidation(validationData.Schema, fit.Label);
         }
@@ -347,24 +365,33 @@ public abstract class DeepVariantsEstimator<TOptions, TResult> : IDeepVariantsEs
         if (fit.Label is not null)
         {
             fit.ClassCounts = ClassLabels.Scan(fit.TrainingTrain, fit.Label, "training", task.AllowUnlabelledRows);
+            if (!task.AllowUnlabelledRows && fit.ClassCounts.Sum() == 0)
+                throw new ArgumentException($"The training data is empty: column '{task.InputColumn}' has no rows.", nameof(trainData));
             if (fit.TrainingValidation is not null)
                 ClassLabels.Scan(fit.TrainingValidation, fit.Label, "validation", task.AllowUnlabelledRows);
         }
 
+        if (task.CountParameters() is long planned)
+            CheckParameterCount(task, planned);
         task.CreateSources();
         if (fit.TrainSource.Rows == 0)
             throw new ArgumentException($"The training data is empty: column '{task.InputColumn}' has no rows.", nameof(trainData));
+        var trainingOptions = task.TrainingOptions(Options);
+        if (trainingOptions.BatchSize > fit.TrainSource.Rows && fit.TrainSource.Rows > 1)
+            fit.Warn($"BatchSize {trainingOptions.BatchSize} is larger than the {fit.TrainSource.Rows:N0} training rows, so every epoch is one batch of all of them " +
+                "(one optimizer step an epoch); a smaller BatchSize usually trains better.");
         random.manual_seed(fit.Seed);
         using var network = task.CreateNetwork();
         task.Initialize(network);
         long parameters = network.parameters().Where(p => p.requires_grad).Sum(p => p.numel());
+        CheckParameterCount(task, parameters);
         log($"Training {task.Description} ({parameters:N0} parameters) on {fit.TrainSource.Rows:N0} rows" +
             (fit.Label is null ? "" : $", {fit.Label.Info.ClassCount} classes") + $", device {fit.Device}, seed {fit.Seed}.");
         var objective = extension?.Objective ?? task.Objective;
         var history = TorchTrainer.Train(new TrainingRun
         {
             Model = network, Train = fit.TrainSource, Validation = fit.ValidationSource, Objective = objective,
-            Options = task.TrainingOptions(Options), Device = fit.Device, Seed = fit.Seed, Log = log, Corrupt = task.Corrupt, Shuffle = task.Shuffle,
+            Options = trainingOptions, Device = fit.Device, Seed = fit.Seed, Log = log, Warn = fit.Warn, Corrupt = task.Corrupt, Shuffle = task.Shuffle,
             BatchTargets = task.Corrupt is null ? null : extension?.BatchTargets?.Invoke(task),
             Fingerprint = Fingerprint(fit, network),
         });
@@ -387,9 +414,19 @@ public abstract class DeepVariantsEstimator<TOptions, TResult> : IDeepVariantsEs
             Objective = task.Objective,
             Options = Options,
             OutputSchema = GetOutputSchema,
+            CheckSchema = (schema, role) => CreateTask(SchemaView.Of(schema, role)),
             Label = fit.Label,
         };
         return (TResult)task.Result(new FitResult(model, history, onnx, parameters) { Trained = trained }, network);
+    }
+
+    private void CheckParameterCount(FitTask task, long count)
+    {
+        if (count > Options.MaxParameters)
+            throw new ArgumentOutOfRangeException(nameof(TrainingOptions.MaxParameters), count,
+                $"{char.ToUpperInvariant(task.Description[0])}{task.Description[1..]} for this data has {count:N0} trainable parameters, more than MaxParameters " +
+                $"({Options.MaxParameters:N0}). Choose {task.ShrinkHint}, or raise MaxParameters if this machine has the memory " +
+                $"(about {count * 16.0 / (1L << 30):F1} GB for weights, gradients and Adam's state).");
     }
 
     private static byte[] Weights(nn.Module network)

@@ -23,7 +23,7 @@ public static class NativeAllocator
     private static long _limit, _releases;
 
     /// <summary>How often <see cref="ReleaseIfGrown"/> has handed memory back in this process.</summary>
-    internal static long Releases => Interlocked.Read(ref _releases);
+    public static long Releases => Interlocked.Read(ref _releases);
     private static readonly bool Glibc = OperatingSystem.IsLinux() && File.Exists("/proc/self/statm") && HasMallocTrim();
 
     /// <summary>

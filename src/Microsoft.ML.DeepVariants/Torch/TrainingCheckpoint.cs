@@ -15,15 +15,22 @@ namespace Microsoft.ML.DeepVariants;
 internal sealed class TrainingCheckpoint(string directory, string fingerprint)
 {
     public const string FileName = "training.checkpoint";
-    private const string Magic = "DeepVariants.ML training checkpoint 1";
+    private const string Magic = "DeepVariants.ML training checkpoint 2";
 
     public string Path { get; } = System.IO.Path.Combine(System.IO.Path.GetFullPath(directory), FileName);
 
     /// <summary>What the loop needs besides the tensors to go on where it stopped.</summary>
     internal sealed record LoopState(List<TrainingProgress> History, int BestEpoch, double BestScore, double LearningRateScale,
-        bool RestoreBest, string? StopReason, Dictionary<string, string?> Callbacks);
+        bool RestoreBest, string? StopReason, Dictionary<string, string?> Callbacks)
+    {
+        /// <summary>The first batch's loss, before any step: what the divergence guard and the loss-never-moved check compare with.</summary>
+        public double? StartingLoss { get; init; }
 
-    public void Save(LoopState state, nn.Module model, optim.Optimizer optimizer, Dictionary<string, Tensor>? best)
+        /// <summary>True once the divergence guard stopped the run.</summary>
+        public bool Diverged { get; init; }
+    }
+
+    public void Save(LoopState state, nn.Module model, TrainingOptimizer optimizer, Dictionary<string, Tensor>? best)
     {
         var header = new Header(fingerprint, state);
         AtomicFile.Write(Path, stream =>
@@ -32,7 +39,7 @@ internal sealed class TrainingCheckpoint(string directory, string fingerprint)
             writer.Write(Magic);
             writer.Write(JsonSerializer.Serialize(header, Json));
             model.save(writer);
-            Helper(optimizer).save_state_dict(writer);
+            optimizer.Save(writer);
             writer.Write(best?.Count ?? 0);
             foreach (var (name, tensor) in best ?? [])
             {
@@ -47,7 +54,7 @@ internal sealed class TrainingCheckpoint(string directory, string fingerprint)
     }
 
     /// <summary>Loads the checkpoint into <paramref name="model"/> and <paramref name="optimizer"/>; null when there is none.</summary>
-    public LoopState? TryLoad(nn.Module model, optim.Optimizer optimizer, out Dictionary<string, Tensor>? best)
+    public LoopState? TryLoad(nn.Module model, TrainingOptimizer optimizer, out Dictionary<string, Tensor>? best)
     {
         best = null;
         if (!File.Exists(Path))
@@ -70,7 +77,7 @@ internal sealed class TrainingCheckpoint(string directory, string fingerprint)
                 $"CheckpointDirectory '{System.IO.Path.GetDirectoryName(Path)}' holds the checkpoint of another training run (other options, network or data); " +
                 "delete it, or choose another folder, to start this one.");
         model.load(reader);
-        Helper(optimizer).load_state_dict(reader);
+        optimizer.Load(reader);
         int count = reader.ReadInt32();
         if (count > 0)
         {
@@ -96,9 +103,6 @@ internal sealed class TrainingCheckpoint(string directory, string fingerprint)
         if (File.Exists(Path))
             File.Delete(Path);
     }
-
-    private static TorchSharp.Modules.OptimizerHelper Helper(optim.Optimizer optimizer) => optimizer as TorchSharp.Modules.OptimizerHelper
-        ?? throw new NotSupportedException($"The optimizer {optimizer.GetType().Name} cannot save its state, so it cannot be checkpointed.");
 
     private static readonly JsonSerializerOptions Json = new() { NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals };
 

@@ -119,6 +119,39 @@ public class TrainingOptions
     /// <summary>Streaming only: batches read ahead of training. Default 4.</summary>
     public int PrefetchBatches { get; set; } = 4;
 
+    /// <summary>
+    /// The fewest optimizer steps a fit takes: when <see cref="Epochs"/> passes over the data give fewer (a small data
+    /// set in large batches), training runs more epochs, up to 100 times <see cref="Epochs"/>, and says so in the log.
+    /// 0 trains for exactly <see cref="Epochs"/>. Default 0; the sequence classifier's default is 300.
+    /// </summary>
+    public int MinimumSteps { get; set; }
+
+    /// <summary>
+    /// The most trainable parameters a network may have; a larger architecture is refused, with its count, before
+    /// anything is allocated. Default 100,000,000 (about 400 MB of weights and 1.6 GB with Adam's state and gradients).
+    /// </summary>
+    public long MaxParameters { get; set; } = 100_000_000;
+
+    /// <summary>
+    /// The divergence guard: a training batch, epoch or validation loss that is NaN, infinite, or more than this many
+    /// times the loss training started from stops training; the best epoch's weights so far are restored (the lowest
+    /// validation loss or best metric, else the lowest training loss) and the history says why, or the fit fails when no
+    /// epoch finished. <see cref="double.PositiveInfinity"/> keeps only the NaN and infinity checks. Default 100.
+    /// </summary>
+    public double DivergenceFactor { get; set; } = 100;
+
+    /// <summary>
+    /// Threads TorchSharp computes with while this model trains (restored afterwards). Null (the default) uses the
+    /// cores this process may use (<see cref="Environment.ProcessorCount"/>, which honours container limits), or
+    /// <c>OMP_NUM_THREADS</c> when that is set. Set it to 1 when other work keeps the CPU busy (trials running side by
+    /// side, a busy build machine): competing for cores slows TorchSharp's parallel kernels far more than it gains.
+    /// </summary>
+    public int? Threads { get; set; }
+
+    /// <summary>The threads a fit computes with when <see cref="Threads"/> is null: <c>OMP_NUM_THREADS</c> when set, else <see cref="Environment.ProcessorCount"/>.</summary>
+    public static int DefaultThreads =>
+        int.TryParse(Environment.GetEnvironmentVariable("OMP_NUM_THREADS"), out int omp) && omp > 0 ? omp : Environment.ProcessorCount;
+
     /// <summary>Batches per epoch, like Keras's <c>steps_per_epoch</c>; null for one full pass over the data. Each epoch starts a new pass.</summary>
     public int? StepsPerEpoch { get; set; }
 
@@ -148,6 +181,14 @@ public class TrainingOptions
     {
         var copy = (TrainingOptions)MemberwiseClone();
         copy.BatchSize = batchSize;
+        return copy;
+    }
+
+    /// <summary>A copy that trains for <paramref name="epochs"/> epochs (more than asked, to reach <see cref="MinimumSteps"/>).</summary>
+    internal TrainingOptions WithEpochs(int epochs)
+    {
+        var copy = (TrainingOptions)MemberwiseClone();
+        copy.Epochs = epochs;
         return copy;
     }
 
@@ -184,6 +225,12 @@ public class TrainingOptions
         if (ShuffleBufferRows is < 0)
             throw new ArgumentOutOfRangeException(nameof(ShuffleBufferRows), ShuffleBufferRows, "ShuffleBufferRows must be null (sized by memory), 0 or more.");
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(PrefetchBatches, nameof(PrefetchBatches));
+        ArgumentOutOfRangeException.ThrowIfNegative(MinimumSteps, nameof(MinimumSteps));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxParameters, nameof(MaxParameters));
+        if (!(DivergenceFactor > 1))
+            throw new ArgumentOutOfRangeException(nameof(DivergenceFactor), DivergenceFactor, "DivergenceFactor must be above 1 (PositiveInfinity keeps only the NaN and infinity checks).");
+        if (Threads is < 1 or > 1024)
+            throw new ArgumentOutOfRangeException(nameof(Threads), Threads, "Threads must be null (the cores available) or from 1 to 1,024.");
         if (StepsPerEpoch is <= 0)
             throw new ArgumentOutOfRangeException(nameof(StepsPerEpoch), StepsPerEpoch, "StepsPerEpoch must be null (a full pass) or above zero.");
         if (CheckpointDirectory is not null && (string.IsNullOrWhiteSpace(CheckpointDirectory) || File.Exists(CheckpointDirectory)))
@@ -210,7 +257,17 @@ public sealed record TrainingProgress(int Epoch, int Epochs, int Batch, int Batc
 
 /// <summary>What a fit did, epoch by epoch.</summary>
 /// <param name="Epochs">One entry per completed epoch.</param>
-/// <param name="BestEpoch">The epoch whose weights the model keeps (the last, unless early stopping restored an earlier one).</param>
+/// <param name="BestEpoch">The epoch whose weights the model keeps (the last, unless early stopping or the divergence guard restored an earlier one).</param>
 /// <param name="StoppedEarly">True when early stopping ended training before the planned epochs.</param>
 /// <param name="Device">The TorchSharp device that trained the model, such as "cpu" or "cuda:0".</param>
-public sealed record TrainingHistory(IReadOnlyList<TrainingProgress> Epochs, int BestEpoch, bool StoppedEarly, string Device);
+public sealed record TrainingHistory(IReadOnlyList<TrainingProgress> Epochs, int BestEpoch, bool StoppedEarly, string Device)
+{
+    /// <summary>Why training ended before its planned epochs (early stopping, a callback, the divergence guard), or null.</summary>
+    public string? StopReason { get; init; }
+
+    /// <summary>True when the divergence guard stopped training (<see cref="TrainingOptions.DivergenceFactor"/>); <see cref="BestEpoch"/> is then the epoch restored.</summary>
+    public bool Diverged { get; init; }
+
+    /// <summary>What looked wrong with this fit (every prediction one class, a loss that never moved), also written to MLContext.Log as warnings.</summary>
+    public IReadOnlyList<string> Warnings { get; init; } = [];
+}

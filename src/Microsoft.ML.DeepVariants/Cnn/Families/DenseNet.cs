@@ -1,3 +1,4 @@
+using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
 namespace Microsoft.ML.DeepVariants.Cnn;
@@ -9,21 +10,21 @@ namespace Microsoft.ML.DeepVariants.Cnn;
 /// </summary>
 internal static class DenseNet
 {
-    public static CnnParts Build(CnnArchitecture a, int channels, int height, int width)
+    public static CnnParts Build(CnnArchitecture a, int channels, int height, int width, Device? device)
     {
         int inChannels = 2 * a.GrowthRate, h = height, w = width;
-        var convolutions = Sequential(("stem", Blocks.ConvBnRelu(channels, inChannels, 3)));
+        var convolutions = Sequential(("stem", Blocks.ConvBnRelu(channels, inChannels, 3, device: device)));
         for (int block = 0; block < a.Depth; block++)
         {
             for (int layer = 0; layer < a.LayersPerBlock; layer++)
             {
-                convolutions.append($"dense{block + 1}_{layer + 1}", new DenseLayer($"dense{block + 1}_{layer + 1}", inChannels, a.GrowthRate, a.EffectiveKernelSize));
+                convolutions.append($"dense{block + 1}_{layer + 1}", new DenseLayer($"dense{block + 1}_{layer + 1}", inChannels, a.GrowthRate, a.EffectiveKernelSize, device));
                 inChannels += a.GrowthRate;
             }
             if (block < a.Depth - 1)
             {
                 int outChannels = Math.Max(a.GrowthRate, inChannels / 2);
-                var transition = Sequential(("bn", BatchNorm2d(inChannels)), ("relu", ReLU()), ("conv", Conv2d(inChannels, outChannels, 1, bias: false)));
+                var transition = Sequential(("bn", BatchNorm2d(inChannels, device: device)), ("relu", ReLU()), ("conv", Conv2d(inChannels, outChannels, 1, bias: false, device: device)));
                 if (h >= 4 && w >= 4)
                 {
                     transition.append("pool", AvgPool2d(2));
@@ -33,7 +34,7 @@ internal static class DenseNet
                 inChannels = outChannels;
             }
         }
-        convolutions.append("final_bn", BatchNorm2d(inChannels));
+        convolutions.append("final_bn", BatchNorm2d(inChannels, device: device));
         convolutions.append("final_relu", ReLU());
         return new CnnParts(convolutions, CnnParts.GlobalAveragePooling(), inChannels);
     }

@@ -1,3 +1,4 @@
+using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
 namespace Microsoft.ML.DeepVariants.Cnn;
@@ -8,13 +9,13 @@ namespace Microsoft.ML.DeepVariants.Cnn;
 /// </summary>
 internal static class Inception
 {
-    public static CnnParts Build(CnnArchitecture a, int channels, int height, int width)
+    public static CnnParts Build(CnnArchitecture a, int channels, int height, int width, Device? device)
     {
-        var convolutions = Sequential(("stem", Blocks.ConvBnRelu(channels, a.Width, 3)));
+        var convolutions = Sequential(("stem", Blocks.ConvBnRelu(channels, a.Width, 3, device: device)));
         int inChannels = a.Width, h = height, w = width;
         for (int module = 0; module < a.Depth; module++)
         {
-            var inception = new InceptionModule($"inception{module + 1}", inChannels, a.Width << (module / 2));
+            var inception = new InceptionModule($"inception{module + 1}", inChannels, a.Width << (module / 2), device);
             convolutions.append($"inception{module + 1}", inception);
             inChannels = inception.OutChannels;
             if (module % 2 == 0 && module < a.Depth - 1 && h >= 4 && w >= 4)

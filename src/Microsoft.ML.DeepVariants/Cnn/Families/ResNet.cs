@@ -1,3 +1,4 @@
+using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
 namespace Microsoft.ML.DeepVariants.Cnn;
@@ -8,9 +9,9 @@ namespace Microsoft.ML.DeepVariants.Cnn;
 /// </summary>
 internal static class ResNet
 {
-    public static CnnParts Build(CnnArchitecture a, int channels)
+    public static CnnParts Build(CnnArchitecture a, int channels, Device? device)
     {
-        var convolutions = Sequential(("stem", Blocks.ConvBnRelu(channels, a.Width, 3)));
+        var convolutions = Sequential(("stem", Blocks.ConvBnRelu(channels, a.Width, 3, device: device)));
         int stages = Math.Min(3, a.Depth), inChannels = a.Width, block = 0;
         for (int stage = 0; stage < stages; stage++)
         {
@@ -20,7 +21,7 @@ internal static class ResNet
             for (int i = 0; i < blocks; i++)
             {
                 int stride = stage > 0 && i == 0 ? 2 : 1;
-                convolutions.append($"block{++block}", new ResidualBlock($"block{block}", inChannels, outChannels, stride, a.Bottleneck, a.EffectiveKernelSize));
+                convolutions.append($"block{++block}", new ResidualBlock($"block{block}", inChannels, outChannels, stride, a.Bottleneck, a.EffectiveKernelSize, device));
                 inChannels = outChannels;
             }
         }
