@@ -83,6 +83,8 @@ public static class SearchSpaces
         return new SequenceClassifierOptions
         {
             Channels = channels,
+            // A trial's epochs are the sweep's unit of budget and of early stopping, so a trial runs exactly those.
+            MinimumSteps = 0,
             Architecture = new SequenceArchitecture
             {
                 Cell = Enum.Parse<RecurrentCell>(c.GetString("cell")),

@@ -25,11 +25,12 @@ public sealed class TrialContext
     private readonly CancellationTokenSource _stop;
 
     internal TrialContext(int trialId, int seed, int maxEpochs, CancellationToken sweepToken,
-        Func<int, double, (bool, TrialStatus?, string?)> report)
+        Func<int, double, (bool, TrialStatus?, string?)> report, int threads = 1)
     {
         TrialId = trialId;
         Seed = seed;
         MaxEpochs = maxEpochs;
+        Threads = threads;
         _report = report;
         _stop = CancellationTokenSource.CreateLinkedTokenSource(sweepToken);
     }
@@ -40,6 +41,8 @@ public sealed class TrialContext
     public int Seed { get; }
     /// <summary>Epochs the trial may run at most.</summary>
     public int MaxEpochs { get; }
+    /// <summary>The threads the trial may compute with: its share of the cores (all of them over <see cref="SweepSettings.Workers"/>).</summary>
+    public int Threads { get; }
     /// <summary>Cancelled when the trial must stop (pruned, budget spent, sweep cancelled).</summary>
     public CancellationToken CancellationToken => _stop.Token;
     internal TrialStatus? StopStatus { get; private set; }
@@ -177,32 +180,35 @@ public sealed class Sweep(SearchSpace space, ITrialRunner runner, IProposer prop
         ArgumentNullException.ThrowIfNull(journal);
         ArgumentNullException.ThrowIfNull(settings);
         settings.Validate();
+        if (space.Parameters.Count == 0)
+            throw new ArgumentException("The search space has no parameters, so every trial would train the same model; add some " +
+                "(Choice, Uniform, LogUniform, Integer, LogInteger) or train the model once without a sweep.", nameof(space));
+        using var journalLock = journal.LockForSweep();
         CheckJournal();
 
         var clock = Stopwatch.StartNew();
         var existing = journal.Trials(space);
         var reports = new Dictionary<int, IReadOnlyList<double>>();
-        var rerun = new Queue<Configuration>();
+        // A trial still running was cut off by a kill: it becomes interrupted and its configuration is queued as a new
+        // trial in the same transaction, so a kill right after this still leaves the re-run in the journal.
+        foreach (var trial in existing.Where(t => t.Status == TrialStatus.Running).ToList())
+            journal.Requeue(trial.Id, journal.NextTrialId(), trial.Configuration, trial.Seconds);
+        existing = journal.Trials(space);
+        var queue = new Queue<TrialRecord>(existing.Where(t => t.Status == TrialStatus.Queued));
         foreach (var trial in existing)
         {
             reports[trial.Id] = trial.EpochMetrics.ToList();
             if (scheduler is AshaScheduler asha)
                 asha.Replay(trial.EpochMetrics);
-            if (trial.Status == TrialStatus.Running)
-            {
-                journal.Finished(trial.Id, TrialStatus.Interrupted, "the sweep stopped while this trial ran; its configuration runs again under a new id", trial.Seconds);
-                rerun.Enqueue(trial.Configuration);
-            }
         }
-        var finished = existing.Where(t => t.Status is not (TrialStatus.Running or TrialStatus.Interrupted)).ToList();
+        var finished = existing.Where(t => t.Status is TrialStatus.Completed or TrialStatus.Pruned or TrialStatus.Stopped or TrialStatus.Failed).ToList();
         int started = finished.Count;
         long totalEpochs = existing.Sum(t => (long)t.Epochs);
         bool budgetSpent = false;
 
-        // Each worker gets its share of the cores, so that parallel trials do not oversubscribe them; the process's
-        // setting is restored when the sweep ends.
-        int previousThreads = TorchSharp.torch.get_num_threads();
-        TorchSharp.torch.set_num_threads(Math.Max(1, Environment.ProcessorCount / settings.Workers));
+        // Each worker gets its share of the cores, so that parallel trials do not oversubscribe them (a trial's
+        // TrainingOptions.Threads; TorchSharp's thread count is one setting for the whole process).
+        int threadsPerTrial = Math.Max(1, TrainingOptions.DefaultThreads / settings.Workers);
 
         (int Id, Configuration Configuration)? Next()
         {
@@ -210,9 +216,19 @@ public sealed class Sweep(SearchSpace space, ITrialRunner runner, IProposer prop
             {
                 if (budgetSpent || settings.CancellationToken.IsCancellationRequested || started >= settings.MaxTrials || OutOfTime())
                     return null;
-                int id = journal.NextTrialId();
-                var configuration = rerun.Count > 0 ? rerun.Dequeue() : proposer.Propose(id, finished.ToList());
-                journal.Proposed(id, configuration);
+                int id;
+                Configuration configuration;
+                if (queue.TryDequeue(out var queued))
+                {
+                    (id, configuration) = (queued.Id, queued.Configuration);
+                    journal.Started(id, configuration);
+                }
+                else
+                {
+                    id = journal.NextTrialId();
+                    configuration = proposer.Propose(id, finished.ToList());
+                    journal.Proposed(id, configuration);
+                }
                 reports[id] = new List<double>();
                 started++;
                 Emit(new SweepEvent(id, "proposed", null, null, configuration.ToJson()));
@@ -253,7 +269,7 @@ public sealed class Sweep(SearchSpace space, ITrialRunner runner, IProposer prop
                                 ? (true, null, null)
                                 : (false, TrialStatus.Pruned, reason);
                         }
-                    });
+                    }, threadsPerTrial);
                 TrialStatus status;
                 string? why = null;
                 try
@@ -282,15 +298,8 @@ public sealed class Sweep(SearchSpace space, ITrialRunner runner, IProposer prop
             }
         }
 
-        try
-        {
-            var workers = Enumerable.Range(0, settings.Workers).Select(_ => Task.Factory.StartNew(Work, TaskCreationOptions.LongRunning)).ToArray();
-            Task.WaitAll(workers);
-        }
-        finally
-        {
-            TorchSharp.torch.set_num_threads(previousThreads);
-        }
+        var workers = Enumerable.Range(0, settings.Workers).Select(_ => Task.Factory.StartNew(Work, TaskCreationOptions.LongRunning)).ToArray();
+        Task.WaitAll(workers);
         var trials = journal.Trials(space);
         var best = SweepResult.Ranked(trials).FirstOrDefault();
         return new SweepResult(trials, best, trials.Sum(t => (long)t.Epochs), clock.Elapsed);

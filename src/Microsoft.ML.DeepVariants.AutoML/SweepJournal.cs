@@ -18,6 +18,8 @@ public enum TrialStatus
     Failed,
     /// <summary>Was running when the sweep was killed; a resumed sweep runs its configuration again under a new id.</summary>
     Interrupted,
+    /// <summary>Waits to run: the new trial of an interrupted one's configuration, written with the interruption, so a sweep killed again before it starts still runs it.</summary>
+    Queued,
 }
 
 /// <summary>One trial as the journal keeps it.</summary>
@@ -35,8 +37,10 @@ public sealed record TrialRecord(int Id, Configuration Configuration, TrialStatu
 
 /// <summary>
 /// The sweep's journal, a SQLite file: every event (trial proposed, epoch reported, pruned, completed, stopped, failed,
-/// interrupted) is committed before the sweep moves on, so a killed sweep loses at most the epoch in flight, and a
-/// sweep started again on the same file resumes from it.
+/// interrupted, queued) is committed before the sweep moves on, so a killed sweep loses at most the epoch in flight, and
+/// a sweep started again on the same file resumes from it. One sweep at a time runs on a journal: a second process is
+/// refused while the first holds the journal's lock file (<c>journal.lock</c> beside it; the system releases it when
+/// the process ends, even when killed).
 /// </summary>
 public sealed class SweepJournal : IDisposable
 {
@@ -52,15 +56,54 @@ public sealed class SweepJournal : IDisposable
         Directory.CreateDirectory(System.IO.Path.GetDirectoryName(Path)!);
         _clock = clock ?? (() => DateTimeOffset.UtcNow);
         _connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = Path, Pooling = false }.ToString());
-        _connection.Open();
-        Execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
-        Execute("""
-            CREATE TABLE IF NOT EXISTS sweep (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-            CREATE TABLE IF NOT EXISTS trials (id INTEGER PRIMARY KEY, configuration TEXT NOT NULL, status TEXT NOT NULL,
-                epochs INTEGER NOT NULL DEFAULT 0, best_metric REAL, best_epoch INTEGER NOT NULL DEFAULT 0, reason TEXT, seconds REAL NOT NULL DEFAULT 0);
-            CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL, trial INTEGER NOT NULL,
-                kind TEXT NOT NULL, epoch INTEGER, metric REAL, detail TEXT);
-            """);
+        try
+        {
+            _connection.Open();
+            Execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
+            Execute("""
+                CREATE TABLE IF NOT EXISTS sweep (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                CREATE TABLE IF NOT EXISTS trials (id INTEGER PRIMARY KEY, configuration TEXT NOT NULL, status TEXT NOT NULL,
+                    epochs INTEGER NOT NULL DEFAULT 0, best_metric REAL, best_epoch INTEGER NOT NULL DEFAULT 0, reason TEXT, seconds REAL NOT NULL DEFAULT 0);
+                CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL, trial INTEGER NOT NULL,
+                    kind TEXT NOT NULL, epoch INTEGER, metric REAL, detail TEXT);
+                """);
+        }
+        catch (SqliteException e)
+        {
+            _connection.Dispose();
+            // SQLITE_NOTADB (26) and SQLITE_CORRUPT (11): the file exists and is something else.
+            throw e.SqliteErrorCode is 26 or 11
+                ? new InvalidDataException($"The sweep journal '{Path}' is not a SQLite database (SQLite: {e.Message}); give a new file name, or the journal of an earlier sweep.", e)
+                : new IOException($"The sweep journal '{Path}' could not be opened (SQLite: {e.Message}).", e);
+        }
+    }
+
+    /// <summary>
+    /// Takes the journal for one sweep: an exclusive lock on <c>journal.lock</c> beside it, held until the result is
+    /// disposed. Throws, naming the journal, when another process holds it.
+    /// </summary>
+    internal IDisposable LockForSweep()
+    {
+        string lockPath = Path + ".lock";
+        try
+        {
+            // On Linux and macOS .NET takes an advisory flock for FileShare.None; Windows shares nothing. Either way the
+            // system drops the lock when the process ends, so a killed sweep never leaves its journal locked. The file
+            // stays: deleting it on close would let a waiting process lock the deleted file while a third locks a new one.
+            var stream = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.None);
+            stream.SetLength(0);
+            stream.Write(System.Text.Encoding.UTF8.GetBytes($"{Environment.ProcessId} {Environment.MachineName} {_clock():O}\n"));
+            stream.Flush();
+            SetSetting("owner", $"process {Environment.ProcessId} on {Environment.MachineName}, since {_clock():O}");
+            return stream;
+        }
+        catch (IOException e)
+        {
+            string owner = GetSetting("owner") is { } who ? $" ({who})" : "";
+            throw new InvalidOperationException(
+                $"The sweep journal '{Path}' is in use by another sweep{owner}: one journal takes one sweep at a time. Wait for that sweep to end, " +
+                "or give this one another journal file.", e);
+        }
     }
 
     /// <summary>The journal file.</summary>
@@ -99,6 +142,29 @@ public sealed class SweepJournal : IDisposable
 
     internal void Proposed(int trial, Configuration configuration) => Write(trial, "proposed", null, null, configuration.ToJson(),
         "INSERT INTO trials(id, configuration, status) VALUES($trial, $detail, 'Running')");
+
+    // A queued trial starts: the same event as a proposal, on the row that is already there.
+    internal void Started(int trial, Configuration configuration) => Write(trial, "proposed", null, null, configuration.ToJson(),
+        "UPDATE trials SET status = 'Running' WHERE id = $trial");
+
+    /// <summary>
+    /// Marks <paramref name="interrupted"/> as interrupted and queues its configuration as trial <paramref name="queued"/>,
+    /// in one transaction: a sweep killed at any moment leaves either the running trial or the queued one, never neither.
+    /// </summary>
+    internal void Requeue(int interrupted, int queued, Configuration configuration, double seconds)
+    {
+        lock (_gate)
+        {
+            using var transaction = _connection.BeginTransaction();
+            string reason = $"the sweep stopped while this trial ran; its configuration runs again as trial {queued}";
+            Insert(transaction, interrupted, "interrupted", null, null, reason);
+            Run(transaction, "UPDATE trials SET status = 'Interrupted', reason = $detail, seconds = $seconds WHERE id = $trial",
+                ("$trial", interrupted), ("$detail", reason), ("$seconds", seconds));
+            Insert(transaction, queued, "queued", null, null, configuration.ToJson());
+            Run(transaction, "INSERT INTO trials(id, configuration, status) VALUES($trial, $detail, 'Queued')", ("$trial", queued), ("$detail", configuration.ToJson()));
+            transaction.Commit();
+        }
+    }
 
     internal void Epoch(int trial, int epoch, double metric, int bestEpoch, double bestMetric, double seconds) =>
         Write(trial, "epoch", epoch, metric, null,
@@ -167,19 +233,21 @@ public sealed class SweepJournal : IDisposable
         lock (_gate)
         {
             using var transaction = _connection.BeginTransaction();
-            using (var insert = Command("INSERT INTO events(time, trial, kind, epoch, metric, detail) VALUES($time, $trial, $kind, $epoch, $metric, $detail)",
-                ("$time", _clock().ToString("O", CultureInfo.InvariantCulture)), ("$trial", trial), ("$kind", kind), ("$epoch", epoch), ("$metric", metric), ("$detail", detail)))
-            {
-                insert.Transaction = transaction;
-                insert.ExecuteNonQuery();
-            }
-            using (var update = Command(trialUpdate, [("$trial", trial), ("$epoch", epoch), ("$detail", detail), .. extra]))
-            {
-                update.Transaction = transaction;
-                update.ExecuteNonQuery();
-            }
+            Insert(transaction, trial, kind, epoch, metric, detail);
+            Run(transaction, trialUpdate, [("$trial", trial), ("$epoch", epoch), ("$detail", detail), .. extra]);
             transaction.Commit();
         }
+    }
+
+    private void Insert(SqliteTransaction transaction, int trial, string kind, int? epoch, double? metric, string? detail) =>
+        Run(transaction, "INSERT INTO events(time, trial, kind, epoch, metric, detail) VALUES($time, $trial, $kind, $epoch, $metric, $detail)",
+            ("$time", _clock().ToString("O", CultureInfo.InvariantCulture)), ("$trial", trial), ("$kind", kind), ("$epoch", epoch), ("$metric", metric), ("$detail", detail));
+
+    private void Run(SqliteTransaction transaction, string sql, params (string Name, object? Value)[] parameters)
+    {
+        using var command = Command(sql, parameters);
+        command.Transaction = transaction;
+        command.ExecuteNonQuery();
     }
 
     private void Execute(string sql)

@@ -77,6 +77,7 @@ public abstract class ClassifierTrialRunner : ITrialRunner
     public void Run(Configuration configuration, TrialContext context)
     {
         var options = Configure(configuration, context.MaxEpochs, context.Seed);
+        options.Threads = context.Threads;
         options.Progress = new EpochReporter(context);
         options.CancellationToken = context.CancellationToken;
         Estimator(new MLContext(context.Seed), options).Train(_train, _validation);

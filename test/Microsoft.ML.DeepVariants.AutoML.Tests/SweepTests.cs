@@ -210,6 +210,143 @@ public sealed class SweepTests
         }
     }
 
+    private static string Tool => Path.Combine(AppContext.BaseDirectory, "deepvariants.dll");
+
+    private static (int ExitCode, string Output) RunTool(string arguments)
+    {
+        using var process = Process.Start(new ProcessStartInfo("dotnet", $"\"{Tool}\" {arguments}") { RedirectStandardOutput = true, RedirectStandardError = true })!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        string errors = process.StandardError.ReadToEnd();
+        process.WaitForExit();
+        return (process.ExitCode, output.Result + errors);
+    }
+
+    [TestMethod]
+    public void ARestartKilledRightAfterMarkingATrialInterruptedStillRunsItAgain()
+    {
+        string journalPath = NewJournalPath();
+        string arguments = $"sweep --task demo --trials 6 --epochs 4 --epoch-ms 150 --early-stopping None --journal \"{journalPath}\" --no-refit --output \"{journalPath}.out\"";
+        using (var process = Process.Start(new ProcessStartInfo("dotnet", $"\"{Tool}\" {arguments}") { RedirectStandardOutput = true, RedirectStandardError = true })!)
+        {
+            var clock = Stopwatch.StartNew();
+            while (CountCompleted(journalPath) < 2 && clock.Elapsed < TimeSpan.FromSeconds(60))
+                Thread.Sleep(50);
+            Thread.Sleep(250);
+            process.Kill(entireProcessTree: true);
+            process.WaitForExit();
+        }
+        var space = Microsoft.ML.DeepVariants.Cli.DemoTrialRunner.Space();
+        TrialRecord cut;
+        using (var journal = new SweepJournal(journalPath))
+            cut = journal.Trials(space).Single(t => t.Status == TrialStatus.Running);
+
+        // A restart that marks the trial interrupted and then dies before the re-run starts: a sweep whose cancellation
+        // has already been requested does exactly the recovery, then stops.
+        using (var journal = new SweepJournal(journalPath))
+            new Sweep(space, new Microsoft.ML.DeepVariants.Cli.DemoTrialRunner(0), new TpeProposer(space, 1), new NoEarlyStopping(), journal,
+                new SweepSettings { MaxTrials = 6, EpochsPerTrial = 4, Seed = 1, CancellationToken = new CancellationToken(canceled: true) }).Run();
+        TrialRecord queued;
+        using (var journal = new SweepJournal(journalPath))
+        {
+            var trials = journal.Trials(space);
+            Assert.AreEqual(TrialStatus.Interrupted, trials.Single(t => t.Id == cut.Id).Status);
+            queued = trials.Single(t => t.Status == TrialStatus.Queued);
+            Assert.AreEqual(cut.Configuration.ToJson(), queued.Configuration.ToJson(), "the interrupted configuration waits in the journal, not in memory");
+        }
+
+        var (code, output) = RunTool(arguments);
+        Assert.AreEqual(0, code, output);
+        using (var journal = new SweepJournal(journalPath))
+        {
+            var after = journal.Trials(space);
+            Assert.AreEqual(TrialStatus.Completed, after.Single(t => t.Id == queued.Id).Status, "the queued trial ran under its id");
+            Assert.AreEqual(6, after.Count(t => t.Status == TrialStatus.Completed));
+            Assert.IsFalse(after.Any(t => t.Status is TrialStatus.Queued or TrialStatus.Running));
+        }
+    }
+
+    [TestMethod]
+    public void ASecondProcessOnTheSameJournalIsRefusedWhileTheFirstRuns()
+    {
+        string journalPath = NewJournalPath();
+        string arguments = $"sweep --task demo --trials 40 --epochs 4 --epoch-ms 200 --journal \"{journalPath}\" --no-refit --output \"{journalPath}.out\"";
+        using var first = Process.Start(new ProcessStartInfo("dotnet", $"\"{Tool}\" {arguments}") { RedirectStandardOutput = true, RedirectStandardError = true })!;
+        try
+        {
+            var clock = Stopwatch.StartNew();
+            while (CountEvents(journalPath) == 0 && clock.Elapsed < TimeSpan.FromSeconds(60))
+                Thread.Sleep(50);
+            var (code, output) = RunTool(arguments);
+            TestContext.WriteLine(output);
+            Assert.AreNotEqual(0, code, "the second sweep does not run");
+            StringAssert.Contains(output, "is in use by another sweep");
+            StringAssert.Contains(output, Path.GetFileName(journalPath));
+            StringAssert.Contains(output, $"process {first.Id}");
+            Assert.IsFalse(first.HasExited, "the first sweep goes on");
+        }
+        finally
+        {
+            first.Kill(entireProcessTree: true);
+            first.WaitForExit();
+        }
+        // Killed, the first process held no lock any more: the journal resumes.
+        var (resumedCode, resumed) = RunTool(arguments.Replace("--trials 40", "--trials 3", StringComparison.Ordinal).Replace("--epoch-ms 200", "--epoch-ms 0", StringComparison.Ordinal));
+        Assert.AreEqual(0, resumedCode, resumed);
+    }
+
+    [TestMethod]
+    public void TwoProcessesWithTheSameSeedWriteTheSameJournal()
+    {
+        // The proposals and trial seeds come from a stable mix of the seed (not from the per-process System.HashCode),
+        // so two processes agree, event for event.
+        string first = NewJournalPath(), second = NewJournalPath();
+        foreach (string journal in new[] { first, second })
+        {
+            var (code, output) = RunTool($"sweep --task demo --trials 12 --epochs 6 --epoch-ms 0 --seed 5 --journal \"{journal}\" --no-refit --output \"{journal}.out\"");
+            Assert.AreEqual(0, code, output);
+        }
+        var a = JournalWithoutTimes(first);
+        Assert.IsGreaterThan(30, a.Count);
+        CollectionAssert.AreEqual(a, JournalWithoutTimes(second));
+    }
+
+    [TestMethod]
+    public void AJournalPathThatIsNotSQLiteIsNamed()
+    {
+        string path = NewJournalPath();
+        File.WriteAllText(path, "these are my notes, not a database, and they are long enough to be read as a header by SQLite ....");
+        var error = Assert.ThrowsExactly<InvalidDataException>(() => new SweepJournal(path));
+        StringAssert.Contains(error.Message, path);
+        StringAssert.Contains(error.Message, "not a SQLite database");
+    }
+
+    [TestMethod]
+    public void AnEmptySearchSpaceIsRefusedBeforeAnyTrial()
+    {
+        string path = NewJournalPath();
+        using var journal = new SweepJournal(path);
+        var runner = new SyntheticRunner();
+        var error = Assert.ThrowsExactly<ArgumentException>(() =>
+            new Sweep(new SearchSpace(), runner, new RandomSearchProposer(new SearchSpace(), 1), new NoEarlyStopping(), journal, new SweepSettings { MaxTrials = 5 }).Run());
+        StringAssert.Contains(error.Message, "no parameters");
+        Assert.IsEmpty(runner.TrialsRun);
+    }
+
+    private static int CountEvents(string path)
+    {
+        if (!File.Exists(path))
+            return 0;
+        try
+        {
+            using var journal = new SweepJournal(path);
+            return journal.Events().Count;
+        }
+        catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or IOException or InvalidDataException)
+        {
+            return 0;
+        }
+    }
+
     private static int CountCompleted(string path)
     {
         if (!File.Exists(path))
@@ -219,7 +356,7 @@ public sealed class SweepTests
             using var journal = new SweepJournal(path);
             return journal.Events().Count(e => e.Kind == "completed");
         }
-        catch (Microsoft.Data.Sqlite.SqliteException)
+        catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or IOException or InvalidDataException)
         {
             return 0; // the tool is creating the file
         }
