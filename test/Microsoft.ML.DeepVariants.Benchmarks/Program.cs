@@ -35,6 +35,7 @@ root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.SequenceBenchmark.Comm
 root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.AutoMLBenchmark.Command());
 root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.TransferBenchmark.Command());
 root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.StreamingBenchmark.Command());
+root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.MemoryBenchmark.Command());
 return root.Parse(args).Invoke();
 
 static int Orchestrate(int epochs, int? rows, string reportPath)

@@ -85,7 +85,7 @@ internal static class SequenceBenchmark
             var result = ml.Transforms.DeepVariants.SequenceClassifier(new SequenceClassifierOptions
             {
                 FeatureColumnName = column, Channels = run.Channels, Architecture = run.Architecture, Epochs = run.Epochs, BatchSize = run.BatchSize,
-                LearningRate = run.LearningRate, Schedule = LearningRateSchedule.Cosine, Device = TorchDeviceKind.Cpu,
+                LearningRate = run.LearningRate, Schedule = LearningRateSchedule.Cosine, MinimumSteps = 0, Device = TorchDeviceKind.Cpu,
             }).Train(train);
             var metrics = ml.MulticlassClassification.Evaluate(result.Model.Transform(test));
             string sizes = $"{CountRows(train):N0} / {CountRows(test):N0}";

@@ -247,11 +247,11 @@ internal static class TransferBenchmark
         return rows / clock.Elapsed.TotalSeconds;
     }
 
-    private static double ResidentMegabytes() =>
+    internal static double ResidentMegabytes() =>
         double.Parse(File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal)).Split(':')[1].Trim().Split(' ')[0],
             CultureInfo.InvariantCulture) / 1024;
 
-    private sealed class Inline(Action<TrainingProgress> report) : IProgress<TrainingProgress>
+    internal sealed class Inline(Action<TrainingProgress> report) : IProgress<TrainingProgress>
     {
         public void Report(TrainingProgress value) => report(value);
     }
@@ -267,7 +267,7 @@ internal static class TransferBenchmark
         public string Label { get; set; } = "";
     }
 
-    private static string[] WritePngs(string folder, FashionMnistSplit split, int count) =>
+    internal static string[] WritePngs(string folder, FashionMnistSplit split, int count) =>
         FashionMnist.Read(split, maxRows: count).Select((row, i) =>
         {
             // The class index names the file: some class names hold a slash.
@@ -276,7 +276,7 @@ internal static class TransferBenchmark
             return path;
         }).ToArray();
 
-    private static IDataView Pixels(MLContext ml, string[] paths, int size)
+    internal static IDataView Pixels(MLContext ml, string[] paths, int size)
     {
         var rows = ml.Data.LoadFromEnumerable(paths.Select(p => new ImageFile
             { Path = p, Label = FashionMnist.ClassNames[int.Parse(Path.GetFileNameWithoutExtension(p).Split('_')[1])] }).ToList());
