@@ -121,6 +121,20 @@ public sealed class DivergenceTests
     }
 
     [TestMethod]
+    public void ABatchLargerThanTheDataIsReported()
+    {
+        var ml = new MLContext(seed: 3);
+        var messages = new List<(ChannelMessageKind Kind, string Message)>();
+        ml.Log += (_, e) => { lock (messages) messages.Add((e.Kind, e.RawMessage)); };
+        var options = Options(epochs: 1, stepsPerEpoch: null);
+        options.BatchSize = 1000;
+        var history = ml.Transforms.DeepVariants.CnnClassifier(options).Train(TestData.Keyed(ml, TestData.Train(ml, 300))).History;
+        string warning = history.Warnings.Single(w => w.StartsWith("BatchSize", StringComparison.Ordinal));
+        StringAssert.Contains(warning, "BatchSize 1000 is larger than the 300 training rows");
+        Assert.IsTrue(messages.Any(m => m.Kind == ChannelMessageKind.Warning && m.Message == warning), "in MLContext.Log as a warning");
+    }
+
+    [TestMethod]
     public void AFitThatLearnsHasNoWarnings()
     {
         var ml = new MLContext(seed: 3);

@@ -137,6 +137,61 @@ public sealed class GcnTests
     }
 
     [TestMethod]
+    public void APlanetoidPairOfAnotherGraphLoadsAndTrainsWithItsUnlabelledMarker()
+    {
+        // Not Cora: 60 nodes, a vocabulary of 12 words found from the file, two communities with their own words, and
+        // "-1" written for nodes without a label (as some Planetoid exports do).
+        var random = new Random(7);
+        string folder = Path.Combine(Path.GetTempPath(), $"dv-planetoid-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(folder);
+        string nodesPath = Path.Combine(folder, "nodes.tsv"), edgesPath = Path.Combine(folder, "edges.tsv");
+        var nodeLines = Enumerable.Range(0, 60).Select(i =>
+        {
+            bool left = i < 30;
+            var words = Enumerable.Range(0, 3).Select(_ => (left ? 0 : 6) + random.Next(6)).Append(random.Next(12)).Distinct().OrderBy(w => w);
+            string split = i % 4 == 0 ? "train" : i % 4 == 1 ? "val" : "test";
+            string label = split == "train" && i % 8 == 4 ? "-1" : left ? "left" : "right";
+            return $"{i}\t{label}\t{split}\t{string.Join(' ', words)}";
+        });
+        File.WriteAllLines(nodesPath, nodeLines.Prepend("node\tlabel\tsplit\tfeatures"));
+        var edgeLines = new List<string> { "source\ttarget" };
+        for (int a = 0; a < 60; a++)
+            for (int b = a + 1; b < 60; b++)
+                if ((a < 30) == (b < 30) ? random.NextDouble() < 0.15 : random.NextDouble() < 0.01)
+                    edgeLines.Add($"{a}\t{b}");
+        File.WriteAllLines(edgesPath, edgeLines);
+
+        var ml = new MLContext(seed: 3);
+        var (nodes, edges) = Planetoid.Load(ml, nodesPath, edgesPath);
+        Assert.AreEqual(12, ((VectorDataViewType)nodes.Schema["Features"].Type).Size, "the vocabulary is the largest word index plus one");
+        var fit = ml.Transforms.DeepVariants.GcnNodeClassifier(edges, new GcnOptions { Seed = 3, UnlabelledValues = ["-1"], Device = TorchDeviceKind.Cpu }).Train(nodes);
+        var scored = Predict(ml, fit.Model, nodes);
+        Assert.AreEqual(2, ((VectorDataViewType)scored.Schema["Score"].Type).Size, "'-1' is not a class");
+        double accuracy = TestAccuracy(scored);
+        TestContext.WriteLine($"test accuracy {accuracy:P1} after {fit.History.Epochs.Count} epochs");
+        Assert.IsGreaterThanOrEqualTo(0.85, accuracy);
+        Directory.Delete(folder, recursive: true);
+    }
+
+    [TestMethod]
+    public void AGraphWithoutEdgesTrainsWithAWarning()
+    {
+        // Only self-loops: no edge between different nodes, which once trained silently as a per-node network.
+        var ml = new MLContext(seed: 2);
+        var (nodes, _) = SmallGraph(ml);
+        var loops = ml.Data.LoadFromEnumerable(Enumerable.Range(0, 30).Select(i => new Edge { Source = i, Target = i }).ToList());
+        var warnings = new List<string>();
+        ml.Log += (_, e) => { if (e.Kind == Microsoft.ML.Runtime.ChannelMessageKind.Warning) lock (warnings) warnings.Add(e.RawMessage); };
+        var result = ml.Transforms.DeepVariants.GcnNodeClassifier(loops, new GcnOptions { Seed = 2, Epochs = 5, EarlyStoppingPatience = 0, Device = TorchDeviceKind.Cpu }).Train(nodes);
+        string warning = result.History.Warnings.Single(w => w.Contains("no edges", StringComparison.Ordinal));
+        StringAssert.Contains(warning, "'Source'");
+        CollectionAssert.Contains(warnings, warning, "the warning is in MLContext.Log as a warning");
+
+        var connected = ml.Transforms.DeepVariants.GcnNodeClassifier(SmallGraph(ml).Edges, new GcnOptions { Seed = 2, Epochs = 5, EarlyStoppingPatience = 0, Device = TorchDeviceKind.Cpu }).Train(nodes);
+        Assert.IsFalse(connected.History.Warnings.Any(w => w.Contains("no edges", StringComparison.Ordinal)));
+    }
+
+    [TestMethod]
     public void SelfLoopsAndDuplicateEdgesAreHandled()
     {
         var ml = new MLContext(seed: 2);

@@ -26,7 +26,7 @@ public sealed class PlanetoidEdge
 }
 
 /// <summary>
-/// Reads any graph in the Planetoid TSV layout (Cora, CiteSeer, PubMed as the test data here store them, or your own):
+/// Reads any graph in the Planetoid TSV layout (Cora as this repository stores it; CiteSeer, PubMed or your own written the same way):
 /// a node file with the tab-separated header <c>node, label, split, features</c> (features as space-separated indices of the
 /// words present) and an edge file with the header <c>source, target</c>. The vocabulary size is given, or taken as
 /// the largest word index plus one. The columns match <see cref="Graphs.GcnOptions"/>' defaults.

@@ -342,9 +342,12 @@ public abstract class DeepVariantsEstimator<TOptions, TResult> : IDeepVariantsEs
             CreateTask(SchemaView.Of(validationData.Schema, "validation"));
 
         var log = Context.Logger(_component);
+        // Warnings before training (the data, the graph) go to the log at once and into the history with the trainer's.
+        var logWarning = Context.Logger(_component, warning: true);
+        var warnings = new List<string>();
         using var fit = new FitState
         {
-            Context = Context, Options = Options, Log = log, Warn = Context.Logger(_component, warning: true), Extension = extension,
+            Context = Context, Options = Options, Log = log, Warn = message => { warnings.Add(message); logWarning(message); }, Extension = extension,
             Seed = Context.ResolveSeed(Options.Seed),
             Device = TorchDevices.Resolve(Options.Device, Context.Environment, log),
         };
@@ -377,9 +380,10 @@ public abstract class DeepVariantsEstimator<TOptions, TResult> : IDeepVariantsEs
         if (fit.TrainSource.Rows == 0)
             throw new ArgumentException($"The training data is empty: column '{task.InputColumn}' has no rows.", nameof(trainData));
         var trainingOptions = task.TrainingOptions(Options);
-        if (trainingOptions.BatchSize > fit.TrainSource.Rows && fit.TrainSource.Rows > 1)
+        // With MinimumSteps the run takes enough steps anyway; without it, one batch an epoch is worth a word.
+        if (trainingOptions.BatchSize > fit.TrainSource.Rows && fit.TrainSource.Rows > 1 && trainingOptions.MinimumSteps == 0)
             fit.Warn($"BatchSize {trainingOptions.BatchSize} is larger than the {fit.TrainSource.Rows:N0} training rows, so every epoch is one batch of all of them " +
-                "(one optimizer step an epoch); a smaller BatchSize usually trains better.");
+                "(one optimizer step an epoch); a smaller BatchSize, or MinimumSteps, usually trains better.");
         random.manual_seed(fit.Seed);
         using var network = task.CreateNetwork();
         task.Initialize(network);
@@ -391,10 +395,12 @@ public abstract class DeepVariantsEstimator<TOptions, TResult> : IDeepVariantsEs
         var history = TorchTrainer.Train(new TrainingRun
         {
             Model = network, Train = fit.TrainSource, Validation = fit.ValidationSource, Objective = objective,
-            Options = trainingOptions, Device = fit.Device, Seed = fit.Seed, Log = log, Warn = fit.Warn, Corrupt = task.Corrupt, Shuffle = task.Shuffle,
+            Options = trainingOptions, Device = fit.Device, Seed = fit.Seed, Log = log, Warn = logWarning, Corrupt = task.Corrupt, Shuffle = task.Shuffle,
             BatchTargets = task.Corrupt is null ? null : extension?.BatchTargets?.Invoke(task),
             Fingerprint = Fingerprint(fit, network),
         });
+        if (warnings.Count > 0)
+            history = history with { Warnings = [.. warnings, .. history.Warnings] };
 
         var (model, onnx) = task.Serve(network);
         var weights = Weights(network);
