@@ -71,7 +71,7 @@ internal static class StreamingBenchmark
             $"Network: the default LeNet (2 blocks from 32 channels, hidden 128), Adam 1e-3, batch 128, {epochs} epochs on the 60,000 Fashion-MNIST training images; test accuracy on the 10,000 test images.",
             $"Seeds 1 to {seeds} for each mode, run in turn (seed 1 of every mode, then seed 2, ...); the figures are means over the seeds, the accuracy of each seed in brackets.",
             "Streaming: a background reader fills batches from the data view's cursor, 4 batches ahead, through a shuffle buffer sized by memory (256 MB: here the whole training set; for the 64x64 RGB images of the streaming test, 5,461 rows).",
-            "Command: `dotnet run -c Release --project test/Microsoft.ML.DeepVariants.Benchmarks -- streaming`",
+            $"Command: `dotnet run -c Release --project test/Microsoft.ML.DeepVariants.Benchmarks -- streaming --seeds {seeds}`",
             "",
             "| data | rows | seconds per epoch | ratio to in memory (target <= 1.15) | fit seconds (reading included) | test accuracy (per seed) | difference (target within 0.3 points) | peak RSS MiB |",
             "|---|---|---|---|---|---|---|---|",
