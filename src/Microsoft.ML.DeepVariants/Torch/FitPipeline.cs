@@ -369,7 +369,7 @@ public abstract class DeepVariantsEstimator<TOptions, TResult> : IDeepVariantsEs
         {
             fit.ClassCounts = ClassLabels.Scan(fit.TrainingTrain, fit.Label, "training", task.AllowUnlabelledRows);
             if (!task.AllowUnlabelledRows && fit.ClassCounts.Sum() == 0)
-                throw new ArgumentException($"The training data is empty: column '{task.InputColumn}' has no rows.", nameof(trainData));
+                throw EmptyTrainingData(task);
             if (fit.TrainingValidation is not null)
                 ClassLabels.Scan(fit.TrainingValidation, fit.Label, "validation", task.AllowUnlabelledRows);
         }
@@ -378,7 +378,7 @@ public abstract class DeepVariantsEstimator<TOptions, TResult> : IDeepVariantsEs
             CheckParameterCount(task, planned);
         task.CreateSources();
         if (fit.TrainSource.Rows == 0)
-            throw new ArgumentException($"The training data is empty: column '{task.InputColumn}' has no rows.", nameof(trainData));
+            throw EmptyTrainingData(task);
         var trainingOptions = task.TrainingOptions(Options);
         // With MinimumSteps the run takes enough steps anyway; without it, one batch an epoch is worth a word.
         if (trainingOptions.BatchSize > fit.TrainSource.Rows && fit.TrainSource.Rows > 1 && trainingOptions.MinimumSteps == 0)
@@ -425,6 +425,10 @@ public abstract class DeepVariantsEstimator<TOptions, TResult> : IDeepVariantsEs
         };
         return (TResult)task.Result(new FitResult(model, history, onnx, parameters) { Trained = trained }, network);
     }
+
+    // Found from the labels when there are some (before the class count can mislead), else from the sources.
+    private static ArgumentException EmptyTrainingData(FitTask task) =>
+        new($"The training data is empty: column '{task.InputColumn}' has no rows.", "trainData");
 
     private void CheckParameterCount(FitTask task, long count)
     {
