@@ -60,32 +60,68 @@ public static class SearchSpaces
         return options;
     }
 
-    /// <summary>LSTM/GRU sequence classifiers: cell, layers, hidden size, direction, dropout between layers (when more than one), pooling, learning rate and batch size.</summary>
+    /// <summary>
+    /// Sequence classifiers of every family: recurrent (cell, layers, hidden size, direction, dropout between layers when
+    /// more than one, pooling), temporal convolution (FCN, ResNet or InceptionTime, filters, and InceptionTime's depth and
+    /// longest kernel, up to 24 steps so that any series of 24 steps or more takes every configuration), Transformer (blocks, width, heads, dropout, positions, pooling); learning rate and batch size for all.
+    /// Each family's knobs are conditional on the family.
+    /// </summary>
     /// <example><code>var space = SearchSpaces.Sequence();</code></example>
     public static SearchSpace Sequence()
     {
         var space = new SearchSpace();
-        space.Choice("cell", nameof(RecurrentCell.Lstm), nameof(RecurrentCell.Gru));
-        space.Integer("layers", 1, 3);
-        space.Uniform("dropout", 0, 0.5).When("layers >= 2", c => c.GetInt("layers") >= 2);
-        space.LogInteger("hiddenSize", 16, 256);
-        space.Choice("bidirectional", false, true);
-        space.Choice("pooling", nameof(SequencePooling.Last), nameof(SequencePooling.Mean), nameof(SequencePooling.Attention));
+        space.Choice("family", nameof(SequenceFamily.Recurrent), nameof(SequenceFamily.TemporalConvolution), nameof(SequenceFamily.Transformer));
+        static Func<Configuration, bool> Is(SequenceFamily family) => c => c.GetString("family") == family.ToString();
+        space.Choice("cell", nameof(RecurrentCell.Lstm), nameof(RecurrentCell.Gru)).When("family = Recurrent", Is(SequenceFamily.Recurrent));
+        space.Integer("layers", 1, 3).When("family = Recurrent", Is(SequenceFamily.Recurrent));
+        space.Uniform("dropout", 0, 0.5).When("family = Recurrent and layers >= 2", c => Is(SequenceFamily.Recurrent)(c) && c.GetInt("layers") >= 2);
+        space.LogInteger("hiddenSize", 16, 256).When("family = Recurrent", Is(SequenceFamily.Recurrent));
+        space.Choice("bidirectional", false, true).When("family = Recurrent", Is(SequenceFamily.Recurrent));
+        space.Choice("pooling", nameof(SequencePooling.Last), nameof(SequencePooling.Mean), nameof(SequencePooling.Attention)).When("family = Recurrent", Is(SequenceFamily.Recurrent));
+        space.Choice("preset", nameof(TemporalConvolutionPreset.Fcn), nameof(TemporalConvolutionPreset.ResNet), nameof(TemporalConvolutionPreset.InceptionTime))
+            .When("family = TemporalConvolution", Is(SequenceFamily.TemporalConvolution));
+        space.LogInteger("filters", 16, 128).When("family = TemporalConvolution", Is(SequenceFamily.TemporalConvolution));
+        static bool Inception(Configuration c) => Is(SequenceFamily.TemporalConvolution)(c) && c.GetString("preset") == nameof(TemporalConvolutionPreset.InceptionTime);
+        space.Integer("depth", 3, 9).When("preset = InceptionTime", Inception);
+        space.Choice("kernelSize", 8, 16, 24).When("preset = InceptionTime", Inception);
+        space.Integer("blocks", 1, 4).When("family = Transformer", Is(SequenceFamily.Transformer));
+        space.Choice("modelWidth", 32, 64, 128).When("family = Transformer", Is(SequenceFamily.Transformer));
+        space.Choice("heads", 2, 4, 8).When("family = Transformer", Is(SequenceFamily.Transformer));
+        space.Uniform("transformerDropout", 0, 0.3).When("family = Transformer", Is(SequenceFamily.Transformer));
+        space.Choice("positions", nameof(PositionEncoding.Sinusoidal), nameof(PositionEncoding.Learned)).When("family = Transformer", Is(SequenceFamily.Transformer));
+        space.Choice("transformerPooling", nameof(SequencePooling.ClassToken), nameof(SequencePooling.Mean), nameof(SequencePooling.Attention))
+            .When("family = Transformer", Is(SequenceFamily.Transformer));
         space.LogUniform("learningRate", 3e-4, 1e-2);
         space.Choice("batchSize", 16, 32, 64);
         return space;
     }
 
-    /// <summary>The sequence classifier options a configuration of <see cref="Sequence"/> describes.</summary>
+    /// <summary>The sequence classifier options a configuration of <see cref="Sequence"/> describes (a configuration without "family" is recurrent, as before).</summary>
     public static SequenceClassifierOptions ToSequenceOptions(Configuration c, int channels)
     {
         ArgumentNullException.ThrowIfNull(c);
-        return new SequenceClassifierOptions
+        var family = c.Has("family") ? Enum.Parse<SequenceFamily>(c.GetString("family")) : SequenceFamily.Recurrent;
+        var architecture = family switch
         {
-            Channels = channels,
-            // A trial's epochs are the sweep's unit of budget and of early stopping, so a trial runs exactly those.
-            MinimumSteps = 0,
-            Architecture = new SequenceArchitecture
+            SequenceFamily.TemporalConvolution => new SequenceArchitecture
+            {
+                Family = family,
+                Preset = Enum.Parse<TemporalConvolutionPreset>(c.GetString("preset")),
+                Filters = c.GetInt("filters"),
+                Depth = c.Has("depth") ? c.GetInt("depth") : 6,
+                KernelSize = c.Has("kernelSize") ? c.GetInt("kernelSize") : null,
+            },
+            SequenceFamily.Transformer => new SequenceArchitecture
+            {
+                Family = family,
+                Layers = c.GetInt("blocks"),
+                ModelWidth = c.GetInt("modelWidth"),
+                Heads = c.GetInt("heads"),
+                Dropout = (float)c.GetDouble("transformerDropout"),
+                Positions = Enum.Parse<PositionEncoding>(c.GetString("positions")),
+                Pooling = Enum.Parse<SequencePooling>(c.GetString("transformerPooling")),
+            },
+            _ => new SequenceArchitecture
             {
                 Cell = Enum.Parse<RecurrentCell>(c.GetString("cell")),
                 Layers = c.GetInt("layers"),
@@ -94,6 +130,13 @@ public static class SearchSpaces
                 Bidirectional = c.GetBool("bidirectional"),
                 Pooling = Enum.Parse<SequencePooling>(c.GetString("pooling")),
             },
+        };
+        return new SequenceClassifierOptions
+        {
+            Channels = channels,
+            // A trial's epochs are the sweep's unit of budget and of early stopping, so a trial runs exactly those.
+            MinimumSteps = 0,
+            Architecture = architecture,
             LearningRate = (float)c.GetDouble("learningRate"),
             BatchSize = c.GetInt("batchSize"),
         };

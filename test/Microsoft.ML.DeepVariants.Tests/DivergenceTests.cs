@@ -194,9 +194,16 @@ public sealed class DivergenceTests
             new Sequences.SequenceArchitecture(),
             new Sequences.SequenceArchitecture { Cell = Sequences.RecurrentCell.Gru, Layers = 3, Bidirectional = true, HiddenSize = 12 },
             new Sequences.SequenceArchitecture { Layers = 2, HiddenSize = 5, Pooling = Sequences.SequencePooling.Attention },
+            new Sequences.SequenceArchitecture { Family = Sequences.SequenceFamily.TemporalConvolution },
+            new Sequences.SequenceArchitecture { Family = Sequences.SequenceFamily.TemporalConvolution, Preset = Sequences.TemporalConvolutionPreset.ResNet, Filters = 8 },
+            new Sequences.SequenceArchitecture { Family = Sequences.SequenceFamily.TemporalConvolution, Preset = Sequences.TemporalConvolutionPreset.InceptionTime },
+            new Sequences.SequenceArchitecture { Family = Sequences.SequenceFamily.TemporalConvolution, Preset = Sequences.TemporalConvolutionPreset.InceptionTime, Depth = 7, EnsembleSize = 2, Filters = 4, Bottleneck = 3, KernelSize = 9 },
+            new Sequences.SequenceArchitecture { Family = Sequences.SequenceFamily.Transformer },
+            new Sequences.SequenceArchitecture { Family = Sequences.SequenceFamily.Transformer, Layers = 3, ModelWidth = 12, Heads = 3, FeedForwardSize = 7, Positions = Sequences.PositionEncoding.Learned, MaxPositions = 9, Pooling = Sequences.SequencePooling.Attention },
+            new Sequences.SequenceArchitecture { Family = Sequences.SequenceFamily.Transformer, ModelWidth = 8, Heads = 2, Pooling = Sequences.SequencePooling.Mean },
         })
         {
-            using var network = new Sequences.SequenceNetwork(architecture, channels: 3, classes: 4);
+            using var network = Sequences.SequenceNetwork.Create(architecture, channels: 3, classes: 4);
             Assert.AreEqual(network.ParameterCount, architecture.ParameterCount(3, 4), architecture.ToJson());
         }
         foreach (var options in new[]

@@ -60,7 +60,7 @@ public sealed class OnnxImportTests
     public void UnsupportedOperatorsAndMissingOutputsAreNamed()
     {
         random.manual_seed(1);
-        using var network = new SequenceNetwork(new SequenceArchitecture(), 2, 3);
+        using var network = SequenceNetwork.Create(new SequenceArchitecture(), 2, 3);
         byte[] lstm = network.ExportOnnx("series", 10, "logits");
         var e = Assert.ThrowsExactly<NotSupportedException>(() => OnnxImporter.Import(lstm));
         StringAssert.Contains(e.Message, "ONNX operator 'IsNaN' (node 'isnan')");

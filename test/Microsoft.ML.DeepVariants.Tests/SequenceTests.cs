@@ -75,7 +75,7 @@ public sealed class SequenceTests
     {
         random.manual_seed(3);
         const int channels = 3, steps = 9, classes = 4;
-        using var network = new SequenceNetwork(new SequenceArchitecture
+        using var network = SequenceNetwork.Create(new SequenceArchitecture
         {
             Cell = cell, Pooling = pooling, Bidirectional = bidirectional, Layers = layers, HiddenSize = 5, Dropout = 0.3f,
         }, channels, classes);
@@ -108,7 +108,7 @@ public sealed class SequenceTests
     public void PaddingNeverChangesTheOutput(RecurrentCell cell, SequencePooling pooling, bool bidirectional)
     {
         random.manual_seed(5);
-        using var network = new SequenceNetwork(new SequenceArchitecture { Cell = cell, Pooling = pooling, Bidirectional = bidirectional, Layers = 2 }, 2, 3);
+        using var network = SequenceNetwork.Create(new SequenceArchitecture { Cell = cell, Pooling = pooling, Bidirectional = bidirectional, Layers = 2 }, 2, 3);
         network.eval();
         using var noGrad = no_grad();
         var series = randn(1, 6, 2);
