@@ -1,9 +1,11 @@
-// Sequences sample: trains an LSTM with attention pooling on a UEA/UCR problem (JapaneseVowels by default:
-// 12 channels, series of 7 to 29 steps, 9 speakers), shows a confusion table, saves the model and predicts
-// again from the saved file.
-//   dotnet run -c Release --project samples/Sequences -- --problem test/Microsoft.ML.DeepVariants.Tests/Data/timeseries/JapaneseVowels
+// Sequences sample: trains a sequence classifier of a chosen family (an LSTM with attention pooling by default; FCN,
+// ResNet, InceptionTime or a Transformer) on a UEA/UCR problem (JapaneseVowels by default: 12 channels, series of 7 to
+// 29 steps, 9 speakers), shows a confusion table, saves the model and predicts again from the saved file. With
+// attention (the LSTM and the Transformer) it also draws the first test series with its weights to attention.png.
+//   dotnet run -c Release --project samples/Sequences -- --family Transformer
 using System.CommandLine;
 using Microsoft.ML;
+using Microsoft.ML.Data;
 using Microsoft.ML.DeepVariants;
 using Microsoft.ML.DeepVariants.Sequences;
 using Spectre.Console;
@@ -11,13 +13,22 @@ using Spectre.Console;
 var problem = new Option<string>("--problem") { Description = "Folder holding NAME_TRAIN.ts and NAME_TEST.ts.",
     DefaultValueFactory = _ => "test/Microsoft.ML.DeepVariants.Tests/Data/timeseries/JapaneseVowels" };
 var epochs = new Option<int>("--epochs") { Description = "Training epochs.", DefaultValueFactory = _ => 40 };
-var cell = new Option<RecurrentCell>("--cell") { Description = "Lstm or Gru.", DefaultValueFactory = _ => RecurrentCell.Lstm };
-var root = new RootCommand("Classify multivariate series of any length with an LSTM or GRU.") { problem, epochs, cell };
-root.SetAction(r => Run(r.GetValue(problem)!, r.GetValue(epochs), r.GetValue(cell)));
+var family = new Option<string>("--family") { Description = "Lstm, Gru, Fcn, ResNet, InceptionTime or Transformer.", DefaultValueFactory = _ => "Lstm" };
+var root = new RootCommand("Classify multivariate series of any length with a recurrent, convolutional or Transformer network.") { problem, epochs, family };
+root.SetAction(r => Run(r.GetValue(problem)!, r.GetValue(epochs), r.GetValue(family)!));
 return root.Parse(args).Invoke();
 
-static int Run(string folder, int epochs, RecurrentCell cell)
+static int Run(string folder, int epochs, string family)
 {
+    SequenceArchitecture architecture = family.ToLowerInvariant() switch
+    {
+        "lstm" or "gru" => new() { Cell = Enum.Parse<RecurrentCell>(family, ignoreCase: true), HiddenSize = 64, Bidirectional = true, Pooling = SequencePooling.Attention },
+        "fcn" or "resnet" => new() { Family = SequenceFamily.TemporalConvolution, Preset = Enum.Parse<TemporalConvolutionPreset>(family, ignoreCase: true) },
+        // JapaneseVowels' shortest training series have 7 steps: kernels of 8, 4 and 2 fit them all.
+        "inceptiontime" => new() { Family = SequenceFamily.TemporalConvolution, Preset = TemporalConvolutionPreset.InceptionTime, KernelSize = 8 },
+        "transformer" => new() { Family = SequenceFamily.Transformer, Layers = 2, ModelWidth = 64, Heads = 4, Dropout = 0.1f },
+        _ => throw new ArgumentException($"--family must be Lstm, Gru, Fcn, ResNet, InceptionTime or Transformer, not '{family}'."),
+    };
     NativeAllocator.KeepFreedMemory();
     string name = Path.GetFileName(Path.GetFullPath(folder).TrimEnd(Path.DirectorySeparatorChar));
     var ml = new MLContext(seed: 1);
@@ -33,22 +44,27 @@ static int Run(string folder, int epochs, RecurrentCell cell)
         var options = new SequenceClassifierOptions
         {
             Channels = trainProblem.Dimensions, Epochs = epochs, BatchSize = 32, LearningRate = 3e-3f, Schedule = LearningRateSchedule.Cosine,
-            Architecture = new SequenceArchitecture { Cell = cell, HiddenSize = 64, Bidirectional = true, Pooling = SequencePooling.Attention },
+            Architecture = architecture, AttentionColumnName = architecture.HasAttention ? "Attention" : null,
             // p.Epochs is the epochs training runs: more than asked when MinimumSteps needs them.
             Progress = new Progress<TrainingProgress>(p => { if (p.IsEpochEnd) (task.MaxValue, task.Value) = (p.Epochs, p.Epoch); }),
         };
         result = ml.Transforms.DeepVariants.SequenceClassifier(options).Train(train);
     });
 
-    var metrics = ml.MulticlassClassification.Evaluate(result.Model.Transform(test));
-    AnsiConsole.MarkupLine($"{cell}, {epochs} epochs, {result.ParameterCount:N0} parameters: test accuracy [bold]{metrics.MicroAccuracy:P2}[/]");
+    var scored = result.Model.Transform(test);
+    var metrics = ml.MulticlassClassification.Evaluate(scored);
+    AnsiConsole.MarkupLine($"{family}, {epochs} epochs, {result.ParameterCount:N0} parameters: test accuracy [bold]{metrics.MicroAccuracy:P2}[/]");
     AnsiConsole.WriteLine(metrics.ConfusionMatrix.GetFormattedConfusionTable());
 
-    // A model fitted on a variable-length column pads it with a CustomMapping: register this assembly to load it.
+    if (architecture.HasAttention)
+    {
+        AttentionPlot.Write("attention.png", scored.GetColumn<float[]>("Series").First(), scored.GetColumn<float[]>("Attention").First(), trainProblem.Dimensions);
+        AnsiConsole.MarkupLine("The first test series and its attention weights: attention.png");
+    }
+
+    // The saved model is ML.NET and ONNX transformers only: plain ML.NET loads it.
     ml.Model.Save(result.Model, train.Schema, "sequences.zip");
-    var loading = new MLContext();
-    loading.ComponentCatalog.RegisterAssembly(typeof(SequenceClassifierEstimator).Assembly);
-    var loaded = loading.Model.Load("sequences.zip", out _);
+    var loaded = new MLContext().Model.Load("sequences.zip", out _);
     var again = ml.MulticlassClassification.Evaluate(loaded.Transform(test));
     AnsiConsole.MarkupLine($"Saved to sequences.zip; the loaded model scores {again.MicroAccuracy:P2} on the test series.");
     return 0;

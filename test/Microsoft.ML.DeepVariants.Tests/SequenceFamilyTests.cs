@@ -123,6 +123,7 @@ public sealed class SequenceFamilyTests
     [DataRow("fcn", 0.93)]
     [DataRow("resnet", 0.93)]
     [DataRow("inception", 0.93)]
+    [DataRow("inception-ensemble", 0.93)]
     [DataRow("transformer", 0.90)]
     public void EachFamilyLearnsItalyPowerDemandAndPredictsTheSameAfterSaveAndLoad(string family, double floor)
     {
@@ -132,6 +133,7 @@ public sealed class SequenceFamilyTests
             "fcn" => new SequenceArchitecture { Family = SequenceFamily.TemporalConvolution, Filters = 32 },
             "resnet" => new SequenceArchitecture { Family = SequenceFamily.TemporalConvolution, Preset = TemporalConvolutionPreset.ResNet, Filters = 16 },
             "inception" => new SequenceArchitecture { Family = SequenceFamily.TemporalConvolution, Preset = TemporalConvolutionPreset.InceptionTime, Filters = 8, Depth = 3, KernelSize = 20 },
+            "inception-ensemble" => new SequenceArchitecture { Family = SequenceFamily.TemporalConvolution, Preset = TemporalConvolutionPreset.InceptionTime, Filters = 8, Depth = 3, KernelSize = 20, EnsembleSize = 2 },
             _ => new SequenceArchitecture { Family = SequenceFamily.Transformer, Layers = 2, ModelWidth = 32, Heads = 4 },
         };
         var ml = new MLContext(seed: 1);
