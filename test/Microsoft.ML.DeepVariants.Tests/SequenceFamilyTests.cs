@@ -61,6 +61,9 @@ public sealed class SequenceFamilyTests
         int[] lengths = [9, 4, 1, 7];
         var batch = Batch(lengths, steps, channels);
         using var network = Network(family, channels, classes, batch);
+        // Batch-norm statistics are buffers, so they move with the network to a device and are kept with the best weights.
+        var buffers = network.named_buffers().Select(b => b.name).ToList();
+        Assert.AreEqual(family.StartsWith("inception") || family is "fcn" or "resnet", buffers.Any(b => b.EndsWith("running_var")), string.Join(", ", buffers));
         using var noGrad = no_grad();
         var expected = network.call(batch);
         var expectedAttention = network.HasAttention ? network.Attention(batch) : null;
