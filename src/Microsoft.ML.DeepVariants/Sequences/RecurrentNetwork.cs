@@ -182,8 +182,7 @@ internal sealed class RecurrentSequenceNetwork : SequenceNetwork
         {
             SequencePooling.Last => b.AddNode("Reshape", [finalState, b.AddInitializer("pooled_shape", [1L, OutputSize])]),
             SequencePooling.Mean => b.AddNode("Div", [b.AddNode("ReduceSum", [
-                    b.AddNode("Mul", [outputsByStep, b.AddNode("Unsqueeze", [
-                        b.AddNode("Cast", [valid], OnnxGraphBuilder.Int("to", (long)TensorProto.Types.DataType.Float)), b.AddInitializer("feature_axis", [1L])])]),
+                    b.AddNode("Mul", [outputsByStep, b.AddNode("Unsqueeze", [series.ValidFloat, b.AddInitializer("feature_axis", [1L])])]),
                     b.AddInitializer("step_axis", [0L])], OnnxGraphBuilder.Int("keepdims", 1)), length]),
             SequencePooling.Attention => ExportAttention(b, outputsByStep, valid, out weights),
             var other => throw new InvalidOperationException($"Unknown pooling {other}."),
