@@ -5,6 +5,7 @@ using Microsoft.ML.DeepVariants.Distillation;
 using Microsoft.ML.DeepVariants.Graphs;
 using Microsoft.ML.DeepVariants.Pruning;
 using Microsoft.ML.DeepVariants.Sequences;
+using Microsoft.ML.DeepVariants.Tabular;
 
 namespace Microsoft.ML.DeepVariants;
 
@@ -38,6 +39,36 @@ public static class DeepVariantsCatalogExtensions
             CnnFamily family = CnnFamily.LeNet, int epochs = 5, int batchSize = 128, float learningRate = 1e-3f) =>
             trainers.Cnn(DeepVariantsCatalog.ClassifierOptions(imageHeight, imageWidth, channels, labelColumnName, featureColumnName,
                 family, epochs, batchSize, learningRate));
+
+        /// <summary>A tabular network as a multiclass trainer over a feature vector: Score and a key-typed PredictedLabel, as ML.NET's multiclass trainers write them.</summary>
+        /// <example><code>var model = mlContext.MulticlassClassification.Trainers.TabularNetwork("Label", "Features", epochs: 30).Fit(train);</code></example>
+        public TabularNetworkEstimator TabularNetwork(string labelColumnName = "Label", string featureColumnName = "Features", int epochs = 20, int width = 256, int depth = 3) =>
+            new(new ModelContext(MLNetInternals.GetEnvironment(trainers)), DeepVariantsCatalog.TabularOptions(labelColumnName, featureColumnName, TabularTaskKind.Multiclass, epochs, width, depth));
+
+        /// <summary>A tabular network as a multiclass trainer with every setting in <paramref name="options"/>.</summary>
+        public TabularNetworkEstimator TabularNetwork(TabularNetworkOptions options) => new(new ModelContext(MLNetInternals.GetEnvironment(trainers)), options);
+    }
+
+    extension(BinaryClassificationCatalog.BinaryClassificationTrainers trainers)
+    {
+        /// <summary>A tabular network as a binary trainer over a feature vector and a Boolean label: Score (the logit), Probability and PredictedLabel, as ML.NET's calibrated binary trainers write them.</summary>
+        /// <example><code>var metrics = mlContext.BinaryClassification.Evaluate(mlContext.BinaryClassification.Trainers.TabularNetwork().Fit(train).Transform(test));</code></example>
+        public TabularNetworkEstimator TabularNetwork(string labelColumnName = "Label", string featureColumnName = "Features", int epochs = 20, int width = 256, int depth = 3) =>
+            new(new ModelContext(MLNetInternals.GetEnvironment(trainers)), DeepVariantsCatalog.TabularOptions(labelColumnName, featureColumnName, TabularTaskKind.Binary, epochs, width, depth));
+
+        /// <summary>A tabular network as a binary trainer with every setting in <paramref name="options"/>.</summary>
+        public TabularNetworkEstimator TabularNetwork(TabularNetworkOptions options) => new(new ModelContext(MLNetInternals.GetEnvironment(trainers)), options);
+    }
+
+    extension(RegressionCatalog.RegressionTrainers trainers)
+    {
+        /// <summary>A tabular network as a regression trainer over a feature vector: Score, the predicted value, as ML.NET's regression trainers write it.</summary>
+        /// <example><code>var metrics = mlContext.Regression.Evaluate(mlContext.Regression.Trainers.TabularNetwork("price").Fit(train).Transform(test), "price");</code></example>
+        public TabularNetworkEstimator TabularNetwork(string labelColumnName = "Label", string featureColumnName = "Features", int epochs = 20, int width = 256, int depth = 3) =>
+            new(new ModelContext(MLNetInternals.GetEnvironment(trainers)), DeepVariantsCatalog.TabularOptions(labelColumnName, featureColumnName, TabularTaskKind.Regression, epochs, width, depth));
+
+        /// <summary>A tabular network as a regression trainer with every setting in <paramref name="options"/>.</summary>
+        public TabularNetworkEstimator TabularNetwork(TabularNetworkOptions options) => new(new ModelContext(MLNetInternals.GetEnvironment(trainers)), options);
     }
 }
 
@@ -215,6 +246,25 @@ public sealed class DeepVariantsCatalog
     /// </example>
     public DistillationEstimator Distill(ITransformer teacher, CnnClassifierOptions student, double temperature = 2, double alpha = 0.5) =>
         Distill(teacher, new DistillationOptions { Student = student, Temperature = temperature, Alpha = alpha });
+
+    /// <summary>
+    /// Trains a deep network on table columns (numbers, categories), for one label or several at once; see
+    /// <see cref="TabularNetworkEstimator"/>. Outputs ML.NET's columns for each task's kind.
+    /// </summary>
+    /// <example>
+    /// <code>
+    /// var model = mlContext.Transforms.DeepVariants.TabularNetwork(new TabularNetworkOptions
+    /// {
+    ///     NumericColumnNames = ["carat", "depth"], CategoricalColumnNames = ["cut"], LabelColumnName = "price", Task = TabularTaskKind.Regression,
+    /// }).Fit(train);
+    /// </code>
+    /// </example>
+    public TabularNetworkEstimator TabularNetwork(TabularNetworkOptions options) => new(_context, options);
+
+    internal static TabularNetworkOptions TabularOptions(string label, string features, TabularTaskKind task, int epochs, int width, int depth) => new()
+    {
+        LabelColumnName = label, NumericColumnNames = [features], Task = task, Epochs = epochs, Width = width, Depth = depth,
+    };
 
     /// <summary>
     /// Magnitude pruning of a fitted classifier (the <see cref="FitResult"/> that <c>Train</c> returns): zeroes the

@@ -115,6 +115,35 @@ internal static class MLNetInternals
         return (ITransformer)transformerConstructor.Invoke([environment, model, trainSchema, oneValueColumn]);
     }
 
+    /// <summary>
+    /// ML.NET's calibrated binary tail over a one-value logit column, as logistic regression produces it: a linear model
+    /// of weight 1 and bias 0 (Score = the logit), a Platt calibrator of slope -1 and offset 0 (Probability =
+    /// sigmoid(logit)) and PredictedLabel = Score &gt; 0, so <c>BinaryClassification.Evaluate</c> reads it unchanged. It saves
+    /// and loads with plain ML.NET.
+    /// </summary>
+    public static ITransformer CreateBinaryLogitHead(IHostEnvironment environment, DataViewSchema trainSchema, string oneValueColumn)
+    {
+        var linearConstructor = typeof(LinearBinaryModelParameters).GetConstructors(Instance)
+            .SingleOrDefault(c => c.GetParameters().Length == 4 && c.GetParameters()[1].ParameterType == typeof(VBuffer<float>).MakeByRefType())
+            ?? throw Changed("LinearBinaryModelParameters(env, in weights, bias, stats) is gone");
+        var linear = (LinearBinaryModelParameters)linearConstructor.Invoke([environment, new VBuffer<float>(1, [1f]), 0f, null]);
+        var plattConstructor = typeof(Calibrators.PlattCalibrator).GetConstructor(Instance, [typeof(IHostEnvironment), typeof(double), typeof(double)])
+            ?? throw Changed("PlattCalibrator(env, slope, offset) is gone");
+        var platt = (Calibrators.PlattCalibrator)plattConstructor.Invoke([environment, -1.0, 0.0]);
+        var calibratedType = typeof(Calibrators.CalibratedModelParametersBase).Assembly
+            .GetType("Microsoft.ML.Calibrators.ParameterMixingCalibratedModelParameters`2")?.MakeGenericType(typeof(LinearBinaryModelParameters), typeof(Calibrators.PlattCalibrator))
+            ?? throw Changed("ParameterMixingCalibratedModelParameters<TSubModel, TCalibrator> is gone");
+        var calibratedConstructor = calibratedType.GetConstructors(Instance).SingleOrDefault(c => c.GetParameters().Length == 3)
+            ?? throw Changed("ParameterMixingCalibratedModelParameters(env, predictor, calibrator) is gone");
+        var model = calibratedConstructor.Invoke([environment, linear, platt]);
+        var modelType = typeof(Calibrators.CalibratedModelParametersBase<LinearBinaryModelParameters, Calibrators.PlattCalibrator>);
+        var transformerConstructor = typeof(BinaryPredictionTransformer<>).MakeGenericType(modelType).GetConstructors(Instance)
+            .SingleOrDefault(c => c.GetParameters().Select(p => p.ParameterType).SequenceEqual(
+                [typeof(IHostEnvironment), modelType, typeof(DataViewSchema), typeof(string), typeof(float), typeof(string)]))
+            ?? throw Changed("BinaryPredictionTransformer(env, model, schema, feature, threshold, thresholdColumn) is gone");
+        return (ITransformer)transformerConstructor.Invoke([environment, model, trainSchema, oneValueColumn, 0f, "Score"]);
+    }
+
     /// <summary>A schema-shape column (its constructor is internal to ML.NET), for GetOutputSchema.</summary>
     public static SchemaShape.Column SchemaColumn(string name, SchemaShape.Column.VectorKind kind, DataViewType itemType,
         bool isKey, SchemaShape? annotations = null)

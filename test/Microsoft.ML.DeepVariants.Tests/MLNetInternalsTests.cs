@@ -136,7 +136,7 @@ public sealed class MLNetInternalsTests
     }
 
     // ML.NET builds schema shapes from schemas internally (SchemaShape.Create); a test may reach it to get one.
-    private static SchemaShape ToSchemaShape(DataViewSchema schema) =>
+    internal static SchemaShape ToSchemaShape(DataViewSchema schema) =>
         (SchemaShape)typeof(SchemaShape).GetMethod("Create", System.Reflection.BindingFlags.Static | System.Reflection.BindingFlags.NonPublic, [typeof(DataViewSchema)])!
             .Invoke(null, [schema])!;
 }

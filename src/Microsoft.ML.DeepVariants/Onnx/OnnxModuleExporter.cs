@@ -17,7 +17,7 @@ public interface IOnnxExportable
 
 /// <summary>
 /// Exports the TorchSharp modules this project builds to ONNX nodes: Sequential, Conv2d, ConvTranspose2d,
-/// BatchNorm2d, ReLU, Sigmoid, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Dropout, Flatten, Unflatten (batch
+/// BatchNorm2d, BatchNorm1d, LayerNorm, ReLU, Sigmoid, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Dropout, Flatten, Unflatten (batch
 /// first), Linear, Softmax, Identity, and any
 /// <see cref="IOnnxExportable"/>. The module is traced with an example input in evaluation mode, so
 /// batch normalisation uses its running statistics and dropout is the identity.
@@ -74,16 +74,11 @@ public static class OnnxModuleExporter
                     OnnxGraphBuilder.Ints("dilations", conv.dilation),
                     OnnxGraphBuilder.Int("group", conv.groups));
             case BatchNorm2d norm:
-                if (norm.running_mean is null || norm.running_var is null)
-                    throw Unsupported(module, "batch normalisation without running statistics cannot be exported");
-                using (var ones = torch.ones(norm.num_features))
-                using (var zeros = torch.zeros(norm.num_features))
-                {
-                    return b.AddNode("BatchNormalization",
-                        [x, b.AddInitializer("bn_scale", norm.weight ?? ones), b.AddInitializer("bn_bias", norm.bias ?? zeros),
-                         b.AddInitializer("bn_mean", norm.running_mean), b.AddInitializer("bn_var", norm.running_var)],
-                        OnnxGraphBuilder.Float("epsilon", (float)norm.eps));
-                }
+                return BatchNormalization(b, module, norm.num_features, norm.weight, norm.bias, norm.running_mean, norm.running_var, norm.eps, x);
+            case BatchNorm1d norm:
+                return BatchNormalization(b, module, norm.num_features, norm.weight, norm.bias, norm.running_mean, norm.running_var, norm.eps, x);
+            case LayerNorm norm:
+                return LayerNormalization(b, norm, x);
             case ConvTranspose2d deconv:
                 if (deconv.padding_mode != PaddingModes.Zeros || deconv.groups != 1)
                     throw Unsupported(module, "only zero padding and one group are exported for ConvTranspose2d");
@@ -136,6 +131,25 @@ public static class OnnxModuleExporter
                 throw Unsupported(module, $"the module type {module.GetType().Name} has no ONNX exporter");
         }
     }
+
+    // Batch normalisation in evaluation mode: the running statistics, and the affine scale and bias (1 and 0 when absent).
+    private static string BatchNormalization(OnnxGraphBuilder b, nn.Module module, long features, Tensor? weight, Tensor? bias, Tensor? mean, Tensor? variance,
+        double eps, string x)
+    {
+        if (mean is null || variance is null)
+            throw Unsupported(module, "batch normalisation without running statistics cannot be exported");
+        using var ones = torch.ones(features);
+        using var zeros = torch.zeros(features);
+        return b.AddNode("BatchNormalization",
+            [x, b.AddInitializer("bn_scale", weight ?? ones), b.AddInitializer("bn_bias", bias ?? zeros),
+             b.AddInitializer("bn_mean", mean), b.AddInitializer("bn_var", variance)],
+            OnnxGraphBuilder.Float("epsilon", (float)eps));
+    }
+
+    /// <summary>Layer normalisation over the last axis (opset 17's LayerNormalization), with TorchSharp's default epsilon of 1e-5.</summary>
+    public static string LayerNormalization(OnnxGraphBuilder b, LayerNorm norm, string x) => b.AddNode("LayerNormalization",
+        [x, b.AddInitializer("ln_scale", norm.weight!), b.AddInitializer("ln_bias", norm.bias!)],
+        OnnxGraphBuilder.Int("axis", -1), OnnxGraphBuilder.Float("epsilon", 1e-5f));
 
     private static string ExportAdaptiveAveragePool(OnnxGraphBuilder b, AdaptiveAvgPool2d pool, string x, Tensor example)
     {

@@ -111,9 +111,7 @@ internal sealed class EncoderBlock : nn.Module
 /// <summary>The ONNX forms of the Transformer's layer norm and GELU (opset 17 has LayerNormalization; GELU is written with Erf).</summary>
 internal static class TransformerOnnx
 {
-    public static string LayerNorm(OnnxGraphBuilder b, LayerNorm norm, string x) => b.AddNode("LayerNormalization",
-        [x, b.AddInitializer("ln_scale", norm.weight!), b.AddInitializer("ln_bias", norm.bias!)],
-        OnnxGraphBuilder.Int("axis", -1), OnnxGraphBuilder.Float("epsilon", 1e-5f));
+    public static string LayerNorm(OnnxGraphBuilder b, LayerNorm norm, string x) => OnnxModuleExporter.LayerNormalization(b, norm, x);
 
     // GELU(x) = x / 2 (1 + erf(x / √2)), PyTorch's exact form.
     public static string Gelu(OnnxGraphBuilder b, string x) => b.AddNode("Mul", [

@@ -129,6 +129,12 @@ internal abstract class FitTask
     /// <summary>The options the loop trains with (a graph trains in one batch of all its nodes).</summary>
     public virtual TrainingOptions TrainingOptions(TrainingOptions options) => options;
 
+    /// <summary>
+    /// Keys a task's own labels (several, for multi-task learning) on the preprocessed training data, adding each binding
+    /// to <see cref="FitState.TaskLabels"/> so that every prepared view carries their key columns. Runs before any data is prepared.
+    /// </summary>
+    public virtual void BindLabels(IDataView preprocessed, DataViewSchema? validation) { }
+
     /// <summary>Data-dependent setup of a new network before training (channel statistics, say); the sources are ready.</summary>
     public virtual void Initialize(nn.Module<Tensor, Tensor> network) { }
 
@@ -204,6 +210,9 @@ internal sealed class FitState : IDisposable
     /// <summary>The label, keyed, or null.</summary>
     public LabelBinding? Label { get; set; }
 
+    /// <summary>A task's own keyed labels besides <see cref="Label"/> (<see cref="FitTask.BindLabels"/>), applied by <see cref="Prepare"/>.</summary>
+    public List<LabelBinding> TaskLabels { get; } = [];
+
     /// <summary>Training rows per class (labelled rows only).</summary>
     public long[]? ClassCounts { get; set; }
 
@@ -230,6 +239,7 @@ internal sealed class FitState : IDisposable
     public IDataView Prepare(IDataView raw)
     {
         var prepared = Preprocessing?.Transform(raw) ?? raw;
+        prepared = TaskLabels.Aggregate(prepared, (data, label) => label.Apply(data));
         return Label?.Apply(prepared) ?? prepared;
     }
 
@@ -361,6 +371,7 @@ public abstract class DeepVariantsEstimator<TOptions, TResult> : IDeepVariantsEs
             if (validationData is not null)
                 ClassLabels.CheckValidation(validationData.Schema, fit.Label);
         }
+        task.BindLabels(preprocessed, validationData?.Schema);
         fit.PreparedTrain = fit.Prepare(trainData);
         fit.TrainingTrain = extension?.AddColumns is { } add ? fit.Prepare(add(trainData, "training")) : fit.PreparedTrain;
         if (validationData is not null)

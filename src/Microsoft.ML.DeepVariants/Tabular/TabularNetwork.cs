@@ -1,0 +1,203 @@
+using Microsoft.ML.DeepVariants.Onnx;
+using Onnx;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace Microsoft.ML.DeepVariants.Tabular;
+
+/// <summary>One head of a tabular network: its task, its outputs (classes, or 1), and for a regression the label's training mean and standard deviation.</summary>
+internal sealed record TabularHead(TabularLabel Task, int Outputs, double LabelMean = 0, double LabelScale = 1);
+
+/// <summary>
+/// What a tabular network is built from, found on the training data: the numeric slots with their means and
+/// standard deviations, the slots that get a missing-value indicator, the categories of each categorical column,
+/// and one head per task.
+/// </summary>
+internal sealed record TabularPlan(float[] NumericMean, float[] NumericScale, long[] IndicatorSlots, int[] Categories, int[] EmbeddingSizes,
+    IReadOnlyList<TabularHead> Heads)
+{
+    public int NumericSlots => NumericMean.Length;
+
+    /// <summary>The values of one input row: the numeric slots, then one category code per categorical column (0 missing, k the k-th category).</summary>
+    public int InputSize => NumericSlots + Categories.Length;
+
+    /// <summary>What the first layer reads: standardized numbers, indicators, embeddings.</summary>
+    public int FeatureSize => NumericSlots + IndicatorSlots.Length + EmbeddingSizes.Sum();
+
+    public int OutputSize => Heads.Sum(h => h.Outputs);
+
+    /// <summary>Trainable parameters of the network this plan and <paramref name="o"/> describe, counted without building it.</summary>
+    public long CountParameters(TabularNetworkOptions o)
+    {
+        long w = o.Width, count = Categories.Zip(EmbeddingSizes, (k, e) => (k + 1L) * e).Sum();
+        long norm = o.Normalization == TabularNormalization.None ? 0 : 2 * w;
+        count += FeatureSize * w + w;                                                   // stem
+        count += o.Residual ? o.Depth * (norm + 2 * (w * w + w)) : (o.Depth - 1) * (w * w + w) + o.Depth * norm;
+        count += (o.Residual ? norm : 0) + Heads.Sum(h => w * h.Outputs + h.Outputs);
+        return count;
+    }
+}
+
+/// <summary>
+/// A deep network for a table (an MLP in the sense of Gorishniy et al. 2021, "Revisiting deep learning models for
+/// tabular data"). Each row is its numeric slots and one code per categorical column. A missing number (NaN) reads as
+/// its training mean, with an indicator input where training saw missing values; the numbers are standardized; each
+/// category code picks a row of its column's embedding table (row 0 for a missing or unseen value). Then
+/// <list type="bullet">
+/// <item>residual (default): h = Linear(x); h = h + Dropout(Linear(Dropout(ReLU(Linear(Norm(h)))))) per block; ReLU(Norm(h)) to the heads;</item>
+/// <item>plain: h = Dropout(ReLU(Norm(Linear(h)))) per layer, to the heads;</item>
+/// </list>
+/// and one linear head per task, whose outputs are concatenated: a multiclass task's logits, a binary task's logit, a
+/// regression's standardized value (the export scales it back).
+/// </summary>
+internal sealed class TabularNetwork : Module<Tensor, Tensor>
+{
+    private readonly TabularPlan _plan;
+    private readonly TabularNetworkOptions _options;
+    private readonly Tensor numeric_mean;
+    private readonly Tensor numeric_scale;
+    private readonly Tensor indicator_slots;
+    private readonly ModuleList<Embedding> embeddings;
+    private readonly Linear stem;
+    private readonly ModuleList<Module<Tensor, Tensor>> norms;
+    private readonly ModuleList<Linear> first;
+    private readonly ModuleList<Linear> second;
+    private readonly Module<Tensor, Tensor>? final_norm;
+    private readonly Dropout dropout;
+    private readonly ModuleList<Linear> heads;
+
+    public TabularNetwork(TabularPlan plan, TabularNetworkOptions options) : base(nameof(TabularNetwork))
+    {
+        _plan = plan;
+        _options = options;
+        int w = options.Width;
+        numeric_mean = tensor(plan.NumericMean);
+        numeric_scale = tensor(plan.NumericScale);
+        indicator_slots = tensor(plan.IndicatorSlots);
+        embeddings = new ModuleList<Embedding>(plan.Categories.Zip(plan.EmbeddingSizes, (k, e) => Embedding(k + 1, e)).ToArray());
+        stem = Linear(plan.FeatureSize, w);
+        int blocks = options.Depth;
+        norms = new ModuleList<Module<Tensor, Tensor>>(options.Normalization == TabularNormalization.None ? [] : Enumerable.Range(0, blocks).Select(_ => Norm(w)).ToArray());
+        // A plain stack's first layer is the stem; each further layer is a Linear of its own.
+        first = new ModuleList<Linear>(Enumerable.Range(0, options.Residual ? blocks : blocks - 1).Select(_ => Linear(w, w)).ToArray());
+        second = new ModuleList<Linear>(options.Residual ? Enumerable.Range(0, blocks).Select(_ => Linear(w, w)).ToArray() : []);
+        final_norm = options.Residual && options.Normalization != TabularNormalization.None ? Norm(w) : null;
+        dropout = Dropout(options.Dropout);
+        heads = new ModuleList<Linear>(plan.Heads.Select(h => Linear(w, h.Outputs)).ToArray());
+        RegisterComponents();
+    }
+
+    public TabularPlan Plan => _plan;
+
+    private Module<Tensor, Tensor> Norm(int width) => _options.Normalization == TabularNormalization.Batch
+        ? BatchNorm1d(width) : LayerNorm(width);
+
+    private Tensor Normalize(int block, Tensor h) => norms.Count == 0 ? h : norms[block].call(h);
+
+    public override Tensor forward(Tensor input)
+    {
+        int p = _plan.NumericSlots;
+        var parts = new List<Tensor>();
+        if (p > 0)
+        {
+            var numbers = input.narrow(1, 0, p);
+            var missing = numbers.isnan();
+            parts.Add((where(missing, numeric_mean.expand_as(numbers), numbers) - numeric_mean) / numeric_scale);
+            if (_plan.IndicatorSlots.Length > 0)
+                parts.Add(missing.index_select(1, indicator_slots).to_type(ScalarType.Float32));
+        }
+        for (int c = 0; c < embeddings.Count; c++)
+            parts.Add(embeddings[c].call(input.select(1, p + c).to_type(ScalarType.Int64)));
+        var h = stem.call(cat(parts, 1));
+        if (_options.Residual)
+        {
+            for (int i = 0; i < _options.Depth; i++)
+                h = h + dropout.call(second[i].call(dropout.call(functional.relu(first[i].call(Normalize(i, h))))));
+            h = functional.relu(final_norm?.call(h) ?? h);
+        }
+        else
+        {
+            for (int i = 0; i < _options.Depth; i++)
+                h = dropout.call(functional.relu(Normalize(i, i == 0 ? h : first[i - 1].call(h))));
+        }
+        return cat(heads.Select(head => head.call(h)).ToList(), 1);
+    }
+
+    /// <summary>
+    /// The ONNX graph of one row: input <paramref name="numbersColumn"/> [numeric slots] as the model's preprocessing
+    /// writes it, one UInt32 input [1, 1] per categorical key column, and one output per head, named by
+    /// <paramref name="outputName"/>: logits [K], a binary logit [1], a regression's value in the label's units [1].
+    /// </summary>
+    public byte[] ExportOnnx(string? numbersColumn, IReadOnlyList<string> keyColumns, Func<TabularHead, string> outputName)
+    {
+        eval();
+        // ML.NET's ONNX transformer feeds one row a call, without a batch dimension: the row becomes a batch of one.
+        var b = new OnnxGraphBuilder("DeepVariantsTabular");
+        int p = _plan.NumericSlots;
+        var parts = new List<string>();
+        string zero = b.AddInitializer("zero", [0L]);
+        string rowAxis = b.AddInitializer("row_axis", [0L]);
+        if (p > 0)
+        {
+            string numbers = b.AddNode("Unsqueeze", [b.AddInput(numbersColumn!, batched: false, p), rowAxis]);
+            string missing = b.AddNode("IsNaN", [numbers]);
+            string mean = b.AddInitializer("numeric_mean", numeric_mean);
+            string filled = b.AddNode("Where", [missing, mean, numbers]);
+            parts.Add(b.AddNode("Div", [b.AddNode("Sub", [filled, mean]), b.AddInitializer("numeric_scale", numeric_scale)]));
+            if (_plan.IndicatorSlots.Length > 0)
+                parts.Add(b.AddNode("Cast", [b.AddNode("Gather", [missing, b.AddInitializer("indicator_slots", _plan.IndicatorSlots)], OnnxGraphBuilder.Int("axis", 1))],
+                    OnnxGraphBuilder.Int("to", (long)TensorProto.Types.DataType.Float)));
+        }
+        for (int c = 0; c < embeddings.Count; c++)
+        {
+            // A key past the table (another key type than training's) reads as missing.
+            // A scalar column arrives as [1, 1].
+            string key = b.AddNode("Reshape", [b.AddInput(keyColumns[c], TensorProto.Types.DataType.Uint32, 1L, 1L), b.AddInitializer("key_shape", [1L])]);
+            string code = b.AddNode("Cast", [key], OnnxGraphBuilder.Int("to", (long)TensorProto.Types.DataType.Int64));
+            code = b.AddNode("Where", [b.AddNode("LessOrEqual", [code, b.AddInitializer("last", [(long)_plan.Categories[c]])]), code, zero]);
+            parts.Add(b.AddNode("Gather", [b.AddInitializer("embedding", embeddings[c].weight!), code], OnnxGraphBuilder.Int("axis", 0)));
+        }
+        string h = parts.Count == 1 ? parts[0] : b.AddNode("Concat", parts, OnnxGraphBuilder.Int("axis", 1));
+        h = Gemm(b, stem, h);
+        if (_options.Residual)
+        {
+            for (int i = 0; i < _options.Depth; i++)
+            {
+                string inner = b.AddNode("Relu", [Gemm(b, first[i], NormalizeOnnx(b, i < norms.Count ? norms[i] : null, h))]);
+                h = b.AddNode("Add", [h, Gemm(b, second[i], inner)]);
+            }
+            h = b.AddNode("Relu", [NormalizeOnnx(b, final_norm, h)]);
+        }
+        else
+        {
+            for (int i = 0; i < _options.Depth; i++)
+                h = b.AddNode("Relu", [NormalizeOnnx(b, i < norms.Count ? norms[i] : null, i == 0 ? h : Gemm(b, first[i - 1], h))]);
+        }
+        for (int t = 0; t < heads.Count; t++)
+        {
+            var head = _plan.Heads[t];
+            string y = Gemm(b, heads[t], h);
+            if (head.Task.Kind == TabularTaskKind.Regression)
+            {
+                using var scale = full(1, head.LabelScale);
+                using var offset = full(1, head.LabelMean);
+                y = b.AddNode("Add", [b.AddNode("Mul", [y, b.AddInitializer("label_scale", scale)]), b.AddInitializer("label_mean", offset)]);
+            }
+            b.AddOutput(b.AddNode("Reshape", [y, b.AddInitializer("row_shape", [(long)head.Outputs])]), outputName(head), batched: false, head.Outputs);
+        }
+        return b.ToBytes(new Dictionary<string, string> { ["deepvariants.model"] = "tabular" });
+    }
+
+    // Linear and normalization layers through the shared exporter (their ONNX forms do not depend on the example's values).
+    private string Gemm(OnnxGraphBuilder b, Linear linear, string x) => Layer(b, linear, x);
+
+    private string NormalizeOnnx(OnnxGraphBuilder b, Module<Tensor, Tensor>? norm, string x) => norm is null ? x : Layer(b, norm, x);
+
+    private string Layer(OnnxGraphBuilder b, nn.Module<Tensor, Tensor> layer, string x)
+    {
+        using var example = zeros(2, layer is Linear linear ? linear.in_features : _options.Width);
+        return OnnxModuleExporter.Export(b, layer, x, example);
+    }
+}

@@ -1,0 +1,236 @@
+using Microsoft.ML.Data;
+using Microsoft.ML.DeepVariants.Tabular;
+using static Microsoft.ML.DeepVariants.Tests.TabularTables;
+
+namespace Microsoft.ML.DeepVariants.Tests;
+
+/// <summary>The tabular network on slices of real tables: the three tasks through ML.NET's catalogs and evaluators, embeddings, missing values, several labels, parity, Save/Load, bad inputs.</summary>
+[TestClass]
+public sealed class TabularNetworkTests
+{
+    public TestContext TestContext { get; set; } = null!;
+
+    private static readonly Lazy<(List<LetterRow> Train, List<LetterRow> Test)> LetterRows = new(Letters);
+    private static readonly Lazy<(List<DiamondRow> Train, List<DiamondRow> Test)> DiamondRows = new(Diamonds);
+
+    private static IDataView Load<T>(MLContext ml, IEnumerable<T> rows) where T : class => ml.Data.LoadFromEnumerable(rows);
+
+    // diamonds.csv is ordered by price in long runs: slices take every k-th row, so they span every price (and every letter).
+    private static List<T> Every<T>(List<T> rows, int rowCount) => rows.Where((_, i) => i % (rows.Count / rowCount) == 0).Take(rowCount).ToList();
+
+    private static TabularNetworkOptions DiamondOptions(int epochs = 12) => new()
+    {
+        NumericColumnNames = DiamondRow.Numeric, CategoricalColumnNames = DiamondRow.Categorical,
+        LabelColumnName = nameof(DiamondRow.Price), Task = TabularTaskKind.Regression, Epochs = epochs, Width = 128, Depth = 2, Seed = 1,
+    };
+
+    [TestMethod]
+    public void MulticlassTrainerLearnsLetterRecognitionAndEvaluatesWithMLNet()
+    {
+        var ml = new MLContext(seed: 1);
+        var (train, test) = LetterRows.Value;
+        var pipeline = ml.Transforms.Conversion.MapValueToKey("Label", nameof(LetterRow.Letter))
+            .Append(ml.MulticlassClassification.Trainers.TabularNetwork(epochs: 15, width: 256, depth: 2));
+        var model = pipeline.Fit(Load(ml, Every(train, 6000)));
+        var metrics = ml.MulticlassClassification.Evaluate(model.Transform(Load(ml, Every(test, 2000))));
+        TestContext.WriteLine($"Letter, 6,000 training rows: accuracy {metrics.MicroAccuracy:P2}");
+        // 26 classes; LightGBM with its defaults reaches about 93 % on the same slice.
+        Assert.IsGreaterThan(0.88, metrics.MicroAccuracy);
+    }
+
+    [TestMethod]
+    public void BinaryTrainerSeparatesTheTwoHalvesOfTheAlphabet()
+    {
+        var ml = new MLContext(seed: 1);
+        var (train, test) = LetterRows.Value;
+        var trainer = ml.BinaryClassification.Trainers.TabularNetwork(new TabularNetworkOptions
+        {
+            LabelColumnName = nameof(LetterRow.SecondHalf), Task = TabularTaskKind.Binary, Epochs = 15, Width = 256, Depth = 2, Seed = 1,
+        });
+        var scored = trainer.Fit(Load(ml, Every(train, 6000))).Transform(Load(ml, Every(test, 2000)));
+        var metrics = ml.BinaryClassification.Evaluate(scored, nameof(LetterRow.SecondHalf));
+        TestContext.WriteLine($"Letter A-M vs N-Z: accuracy {metrics.Accuracy:P2}, AUC {metrics.AreaUnderRocCurve:F4}, log-loss {metrics.LogLoss:F4}");
+        Assert.IsGreaterThan(0.9, metrics.Accuracy);
+        Assert.IsGreaterThan(0.96, metrics.AreaUnderRocCurve);
+        var probabilities = scored.GetColumn<float>("Probability").ToArray();
+        Assert.IsTrue(probabilities.All(p => p is >= 0 and <= 1), "Probability is a sigmoid of the logit.");
+        CollectionAssert.AreEqual(scored.GetColumn<float>("Score").Select(s => s > 0).ToArray(), scored.GetColumn<bool>("PredictedLabel").ToArray());
+    }
+
+    [TestMethod]
+    public void RegressionOnDiamondsUsesTheCategoryEmbeddings()
+    {
+        var ml = new MLContext(seed: 1);
+        var (train, test) = DiamondRows.Value;
+        var model = ml.Transforms.DeepVariants.TabularNetwork(DiamondOptions()).Fit(Load(ml, Every(train, 8000)));
+        var testRows = Every(test, 2000).ToList();
+        var metrics = ml.Regression.Evaluate(model.Transform(Load(ml, testRows)), nameof(DiamondRow.Price));
+        // Clarity permuted across the test rows: the same values, no longer with their diamonds.
+        var shuffled = new Random(3);
+        var clarities = testRows.Select(r => r.Clarity).OrderBy(_ => shuffled.Next()).ToArray();
+        var permuted = testRows.Select((r, i) => new DiamondRow
+        {
+            Carat = r.Carat, Cut = r.Cut, Color = r.Color, Clarity = clarities[i], Depth = r.Depth, Table = r.Table, Price = r.Price, X = r.X, Y = r.Y, Z = r.Z,
+        });
+        var broken = ml.Regression.Evaluate(model.Transform(Load(ml, permuted)), nameof(DiamondRow.Price));
+        TestContext.WriteLine($"diamonds, 8,000 training rows: RMSE {metrics.RootMeanSquaredError:F1}, R² {metrics.RSquared:F4}; clarity permuted: RMSE {broken.RootMeanSquaredError:F1}");
+        Assert.IsGreaterThan(0.95, metrics.RSquared);
+        Assert.IsLessThan(850, metrics.RootMeanSquaredError);
+        Assert.IsGreaterThan(1.5 * metrics.RootMeanSquaredError, broken.RootMeanSquaredError, "Clarity's embedding carries what the price depends on.");
+    }
+
+    [TestMethod]
+    public void ServedGraphMatchesTheNetworkAndSaveLoadKeepsEveryTask()
+    {
+        var ml = new MLContext(seed: 1);
+        var (train, test) = DiamondRows.Value;
+        var options = DiamondOptions(epochs: 2);
+        options.Labels = [new TabularLabel(nameof(DiamondRow.Price), TabularTaskKind.Regression), new TabularLabel(nameof(DiamondRow.Cut), TabularTaskKind.Multiclass),
+            new TabularLabel("Expensive", TabularTaskKind.Binary)];
+        options.NumericColumnNames = [nameof(DiamondRow.Carat), nameof(DiamondRow.Depth), nameof(DiamondRow.Table)];
+        options.CategoricalColumnNames = [nameof(DiamondRow.Color), nameof(DiamondRow.Clarity)];
+        options.Normalization = TabularNormalization.Layer;
+        var withExpensive = ml.Transforms.CustomMapping<DiamondRow, ExpensiveRow>((r, e) => e.Expensive = r.Price > 2400, null);
+        var trainData = withExpensive.Fit(Load(ml, Every(train, 1500))).Transform(Load(ml, Every(train, 1500)));
+        var result = ml.Transforms.DeepVariants.TabularNetwork(options).Train(trainData);
+        // A few rows with a missing number and an unseen category: served the same way.
+        var rows = Every(test, 64).Select((r, i) => new DiamondRow
+        {
+            Carat = i % 7 == 0 ? float.NaN : r.Carat, Cut = r.Cut, Color = i % 9 == 0 ? "never seen" : r.Color, Clarity = r.Clarity,
+            Depth = r.Depth, Table = r.Table, Price = r.Price, X = r.X, Y = r.Y, Z = r.Z,
+        }).ToList();
+        var data = Load(ml, rows);
+        var scored = result.Model.Transform(data);
+
+        using var network = result.Trained!.Restore();
+        var prepared = result.Trained.Prepare(data);
+        // The network's row: the numbers, then each category's key (0 for the unseen colour).
+        var colors = prepared.GetColumn<uint>("DeepVariants.Tabular.Key.Color").ToArray();
+        var clarities = prepared.GetColumn<uint>("DeepVariants.Tabular.Key.Clarity").ToArray();
+        var inputs = prepared.GetColumn<VBuffer<float>>("DeepVariants.Tabular.Inputs").Select((v, i) => v.DenseValues().Append(colors[i]).Append(clarities[i]).ToArray()).ToArray();
+        Assert.IsTrue(colors.Where((_, i) => i % 9 == 0).All(k => k == 0), "An unseen colour is the missing key.");
+        using var x = TorchSharp.torch.tensor(inputs.SelectMany(v => v).ToArray(), [inputs.Length, inputs[0].Length]);
+        using var output = network.call(x);
+        var prices = Every(train, 1500).Select(r => (double)r.Price).ToArray();
+        double mean = prices.Average(), sd = Math.Sqrt(prices.Select(p => (p - mean) * (p - mean)).Average());
+        var expectedPrice = output.select(1, 0).data<float>().Select(v => (float)(v * sd + mean)).ToArray();
+        int cuts = ((VectorDataViewType)scored.Schema["Score.Cut"].Type).Size;
+        var expectedCut = TorchSharp.torch.nn.functional.softmax(output.narrow(1, 1, cuts), 1);
+        var expectedProbability = TorchSharp.torch.sigmoid(output.select(1, 1 + cuts)).data<float>().ToArray();
+
+        var price = scored.GetColumn<float>("Score.Price").ToArray();
+        var cut = TestData.Scores(scored, "Score.Cut");
+        var probability = scored.GetColumn<float>("Probability.Expensive").ToArray();
+        float priceGap = price.Zip(expectedPrice, (a, b) => Math.Abs(a - b) / Math.Max(1, Math.Abs(b))).Max();
+        float cutGap = TestData.MaxAbsDifference(cut, Enumerable.Range(0, rows.Count).Select(i => expectedCut[i].data<float>().ToArray()).ToArray());
+        float probabilityGap = probability.Zip(expectedProbability, (a, b) => Math.Abs(a - b)).Max();
+        TestContext.WriteLine($"parity: price (relative) {priceGap:E2}, cut {cutGap:E2}, expensive {probabilityGap:E2}");
+        Assert.IsLessThanOrEqualTo(1e-4f, priceGap);
+        Assert.IsLessThanOrEqualTo(1e-4f, cutGap);
+        Assert.IsLessThanOrEqualTo(1e-4f, probabilityGap);
+        Assert.IsTrue(price.All(float.IsFinite), "A missing carat and an unseen colour still give a price.");
+
+        string path = Path.Combine(TestContext.TestRunResultsDirectory ?? Path.GetTempPath(), $"tabular-{Guid.NewGuid():N}.zip");
+        ml.Model.Save(result.Model, trainData.Schema, path);
+        var loaded = new MLContext().Model.Load(path, out _).Transform(data);
+        CollectionAssert.AreEqual(price, loaded.GetColumn<float>("Score.Price").ToArray());
+        CollectionAssert.AreEqual(probability, loaded.GetColumn<float>("Probability.Expensive").ToArray());
+        Assert.AreEqual(0f, TestData.MaxAbsDifference(cut, TestData.Scores(loaded, "Score.Cut")));
+        CollectionAssert.AreEqual(scored.GetColumn<uint>("PredictedLabel.Cut").ToArray(), loaded.GetColumn<uint>("PredictedLabel.Cut").ToArray());
+        CollectionAssert.AreEqual(scored.GetColumn<bool>("PredictedLabel.Expensive").ToArray(), loaded.GetColumn<bool>("PredictedLabel.Expensive").ToArray());
+        File.Delete(path);
+    }
+
+    private sealed class ExpensiveRow
+    {
+        public bool Expensive { get; set; }
+    }
+
+    [TestMethod]
+    public void MissingNumbersAreImputedWithAnIndicatorOrRefusedByName()
+    {
+        var ml = new MLContext(seed: 1);
+        var (train, test) = DiamondRows.Value;
+        // Carat, the strongest feature, missing on a fifth of the rows.
+        IEnumerable<DiamondRow> Holes(IEnumerable<DiamondRow> rows) => rows.Select((r, i) => new DiamondRow
+        {
+            Carat = i % 5 == 0 ? float.NaN : r.Carat, Cut = r.Cut, Color = r.Color, Clarity = r.Clarity, Depth = r.Depth, Table = r.Table,
+            Price = r.Price, X = r.X, Y = r.Y, Z = r.Z,
+        });
+        var model = ml.Transforms.DeepVariants.TabularNetwork(DiamondOptions(epochs: 6)).Fit(Load(ml, Holes(Every(train, 4000))));
+        var metrics = ml.Regression.Evaluate(model.Transform(Load(ml, Holes(Every(test, 1000)))), nameof(DiamondRow.Price));
+        TestContext.WriteLine($"carat missing on 20 % of rows: R² {metrics.RSquared:F4}");
+        Assert.IsGreaterThan(0.9, metrics.RSquared);
+
+        var strict = DiamondOptions(epochs: 1);
+        strict.HandleMissing = false;
+        var error = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Transforms.DeepVariants.TabularNetwork(strict).Fit(Load(ml, Holes(Every(train, 50)))));
+        StringAssert.Contains(error.Message, "'Carat'");
+        StringAssert.Contains(error.Message, "HandleMissing");
+    }
+
+    [TestMethod]
+    public void MultiTaskModelTrainsBothHeadsWhenOneLabelIsMissingOnHalfTheRows()
+    {
+        var ml = new MLContext(seed: 1);
+        var (train, test) = DiamondRows.Value;
+        var options = DiamondOptions(epochs: 10);
+        options.CategoricalColumnNames = [nameof(DiamondRow.Color), nameof(DiamondRow.Clarity)];
+        options.Labels = [new TabularLabel(nameof(DiamondRow.Price), TabularTaskKind.Regression), new TabularLabel(nameof(DiamondRow.Cut), TabularTaskKind.Multiclass)];
+        var rows = Every(train, 6000).Select((r, i) => new DiamondRow
+        {
+            Carat = r.Carat, Cut = r.Cut, Color = r.Color, Clarity = r.Clarity, Depth = r.Depth, Table = r.Table,
+            Price = i % 2 == 0 ? float.NaN : r.Price, X = r.X, Y = r.Y, Z = r.Z,
+        });
+        var result = ml.Transforms.DeepVariants.TabularNetwork(options).Train(Load(ml, rows));
+        var scored = result.Model.Transform(Load(ml, Every(test, 2000)));
+        var price = ml.Regression.Evaluate(scored, nameof(DiamondRow.Price), "Score.Price");
+        var keyed = ml.Transforms.Conversion.MapValueToKey("CutKey", nameof(DiamondRow.Cut)).Fit(Load(ml, Every(train, 6000))).Transform(scored);
+        var predicted = scored.GetColumn<uint>("PredictedLabel.Cut").ToArray();
+        var names = default(VBuffer<ReadOnlyMemory<char>>);
+        scored.Schema["PredictedLabel.Cut"].GetKeyValues(ref names);
+        var classNames = names.DenseValues().Select(n => n.ToString()).ToArray();
+        var truth = Every(test, 2000).Select(r => r.Cut).ToArray();
+        double cutAccuracy = predicted.Zip(truth, (p, t) => p > 0 && classNames[p - 1] == t).Average(ok => ok ? 1.0 : 0.0);
+        double majority = truth.GroupBy(t => t).Max(g => g.Count()) / (double)truth.Length;
+        TestContext.WriteLine($"price (half the rows labelled): R² {price.RSquared:F4}; cut accuracy {cutAccuracy:P2} (majority class {majority:P2})");
+        Assert.IsGreaterThan(0.93, price.RSquared);
+        Assert.IsGreaterThan(majority + 0.1, cutAccuracy, "The cut head learned beyond the majority class.");
+        Assert.IsNotNull(keyed);
+    }
+
+    [TestMethod]
+    public void BadTabularInputsAreRefusedByName()
+    {
+        var ml = new MLContext(seed: 1);
+        var data = Load(ml, Every(DiamondRows.Value.Train, 400));
+        Exception Fit(Action<TabularNetworkOptions> change)
+        {
+            var options = DiamondOptions(epochs: 1);
+            change(options);
+            return Assert.Throws<Exception>(() => ml.Transforms.DeepVariants.TabularNetwork(options).Fit(data));
+        }
+        void Says(Exception e, params string[] parts)
+        {
+            foreach (string part in parts)
+                StringAssert.Contains(e.Message, part);
+        }
+        Says(Fit(o => { o.LabelColumnName = nameof(DiamondRow.Cut); o.CategoricalColumnNames = [nameof(DiamondRow.Color)]; }), "'Cut'", "Single or Double");
+        Says(Fit(o => { o.LabelColumnName = nameof(DiamondRow.Price); o.Task = TabularTaskKind.Binary; }), "binary", "0 or 1");
+        Says(Fit(o => { o.LabelColumnName = nameof(DiamondRow.Cut); o.Task = TabularTaskKind.Binary; o.CategoricalColumnNames = [nameof(DiamondRow.Color)]; }), "'Cut'", "Boolean");
+        Says(Fit(o => o.MaxCategories = 7), "'Clarity'", "8 categories", "MaxCategories");
+        Says(Fit(o => { o.NumericColumnNames = [nameof(DiamondRow.Carat), nameof(DiamondRow.Color)]; o.CategoricalColumnNames = [nameof(DiamondRow.Cut)]; }), "'Color'", "list a text or key column in CategoricalColumnNames");
+        Says(Fit(o => { o.NumericColumnNames = [nameof(DiamondRow.Depth)]; o.CategoricalColumnNames = [nameof(DiamondRow.Carat)]; }), "'Carat'", "key or text");
+        Says(Fit(o => o.NumericColumnNames = ["Weight"]), "'Weight'");
+        Says(Fit(o => o.CategoricalColumnNames = [nameof(DiamondRow.Cut), nameof(DiamondRow.Price)]), "'Price'", "label");
+        Says(Fit(o => o.Labels = [new TabularLabel(nameof(DiamondRow.Price), TabularTaskKind.Regression), new TabularLabel(nameof(DiamondRow.Price), TabularTaskKind.Regression)]), "'Price'", "Name");
+        Says(Fit(o => o.Width = 0), "Width");
+        Says(Fit(o => o.Dropout = 1), "Dropout");
+        Says(Fit(o => { o.NumericColumnNames = []; o.CategoricalColumnNames = []; }), "at least one input");
+        // The same checks in GetOutputSchema, before any data is read.
+        var options = DiamondOptions();
+        options.LabelColumnName = nameof(DiamondRow.Cut);
+        options.CategoricalColumnNames = [nameof(DiamondRow.Color)];
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Transforms.DeepVariants.TabularNetwork(options).GetOutputSchema(MLNetInternalsTests.ToSchemaShape(data.Schema)));
+    }
+}
