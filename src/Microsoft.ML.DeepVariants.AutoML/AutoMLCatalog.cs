@@ -146,6 +146,23 @@ public sealed class DeepVariantsAutoMLCatalog
         return new SweepExperiment(SearchSpaces.Sequence(), new SequenceTrialRunner(_mlContext, train, validation, channels), settings);
     }
 
+    /// <summary>
+    /// Searches tabular network architectures and hyperparameters (<see cref="SearchSpaces.Tabular"/>) for the columns and
+    /// the one label of <paramref name="columns"/>, scoring the validation metric (accuracy, or the negative mean squared
+    /// error of the standardized label for a regression).
+    /// </summary>
+    /// <example>
+    /// <code>
+    /// using var experiment = mlContext.DeepVariantsAutoML.CreateTabularExperiment(train, validation,
+    ///     new TabularNetworkOptions { NumericColumnNames = ["Features"], LabelColumnName = "Label" }, new ExperimentSettings { MaxTrials = 20 });
+    /// </code>
+    /// </example>
+    public SweepExperiment CreateTabularExperiment(IDataView train, IDataView validation, Tabular.TabularNetworkOptions columns, ExperimentSettings settings)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        return new SweepExperiment(SearchSpaces.Tabular(), new TabularTrialRunner(_mlContext, train, validation, columns), settings);
+    }
+
     /// <summary>Any search space and trial runner, with the experiment's budgets, journal and algorithms.</summary>
     public SweepExperiment CreateExperiment(SearchSpace space, ITrialRunner runner, ExperimentSettings settings)
     {

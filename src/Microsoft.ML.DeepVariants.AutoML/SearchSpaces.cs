@@ -1,5 +1,6 @@
 using Microsoft.ML.DeepVariants.Cnn;
 using Microsoft.ML.DeepVariants.Sequences;
+using Microsoft.ML.DeepVariants.Tabular;
 
 namespace Microsoft.ML.DeepVariants.AutoML;
 
@@ -138,6 +139,54 @@ public static class SearchSpaces
             MinimumSteps = 0,
             Architecture = architecture,
             LearningRate = (float)c.GetDouble("learningRate"),
+            BatchSize = c.GetInt("batchSize"),
+        };
+    }
+
+    /// <summary>
+    /// Tabular networks: width, depth, dropout, normalization, residual blocks, the embedding size of categorical columns
+    /// (0 sizes each by its categories), learning rate, weight decay and batch size, trained with AdamW and a cosine schedule.
+    /// </summary>
+    /// <example><code>var options = SearchSpaces.ToTabularOptions(SearchSpaces.Tabular().Sample(new Random(1)), columns);</code></example>
+    public static SearchSpace Tabular()
+    {
+        var space = new SearchSpace();
+        space.LogInteger("width", 32, 1024);
+        space.Integer("depth", 1, 6);
+        space.Uniform("dropout", 0, 0.5);
+        space.Choice("normalization", nameof(TabularNormalization.Batch), nameof(TabularNormalization.Layer), nameof(TabularNormalization.None));
+        space.Choice("residual", true, false);
+        space.Choice("embeddingSize", 0, 4, 8, 16, 32);
+        space.LogUniform("learningRate", 1e-4, 1e-2);
+        space.LogUniform("weightDecay", 1e-6, 1e-2);
+        space.Choice("batchSize", 64, 128, 256, 512);
+        return space;
+    }
+
+    /// <summary>
+    /// The tabular network options a configuration of <see cref="Tabular"/> describes, reading the columns and labels of
+    /// <paramref name="columns"/> (which is not changed).
+    /// </summary>
+    public static TabularNetworkOptions ToTabularOptions(Configuration c, TabularNetworkOptions columns)
+    {
+        ArgumentNullException.ThrowIfNull(c);
+        ArgumentNullException.ThrowIfNull(columns);
+        return new TabularNetworkOptions
+        {
+            NumericColumnNames = [.. columns.NumericColumnNames], CategoricalColumnNames = [.. columns.CategoricalColumnNames],
+            LabelColumnName = columns.LabelColumnName, Task = columns.Task, Labels = [.. columns.Labels],
+            HandleMissing = columns.HandleMissing, MaxCategories = columns.MaxCategories,
+            ScoreColumnName = columns.ScoreColumnName, PredictedLabelColumnName = columns.PredictedLabelColumnName, ProbabilityColumnName = columns.ProbabilityColumnName,
+            Width = c.GetInt("width"),
+            Depth = c.GetInt("depth"),
+            Dropout = (float)c.GetDouble("dropout"),
+            Normalization = Enum.Parse<TabularNormalization>(c.GetString("normalization")),
+            Residual = c.GetBool("residual"),
+            EmbeddingSize = c.GetInt("embeddingSize"),
+            Optimizer = OptimizerKind.AdamW,
+            Schedule = LearningRateSchedule.Cosine,
+            LearningRate = (float)c.GetDouble("learningRate"),
+            WeightDecay = (float)c.GetDouble("weightDecay"),
             BatchSize = c.GetInt("batchSize"),
         };
     }

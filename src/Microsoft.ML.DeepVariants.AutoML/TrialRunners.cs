@@ -1,6 +1,7 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.DeepVariants.Cnn;
 using Microsoft.ML.DeepVariants.Sequences;
+using Microsoft.ML.DeepVariants.Tabular;
 
 namespace Microsoft.ML.DeepVariants.AutoML;
 
@@ -47,6 +48,49 @@ public sealed class SequenceTrialRunner(MLContext mlContext, IDataView train, ID
 
     private protected override IDeepVariantsEstimator Estimator(MLContext context, TrainingOptions options) =>
         context.Transforms.DeepVariants.SequenceClassifier((SequenceClassifierOptions)options);
+}
+
+/// <summary>
+/// Tabular trials: networks from <see cref="SearchSpaces.Tabular"/> configurations over the columns and labels of
+/// <paramref name="columns"/>, scored after every epoch by the validation metric: accuracy for a classification, the
+/// negative mean squared error of the standardized label for a regression.
+/// </summary>
+/// <example><code>var runner = new TabularTrialRunner(mlContext, train, validation, new TabularNetworkOptions { NumericColumnNames = ["Features"], LabelColumnName = "Label" });</code></example>
+public sealed class TabularTrialRunner(MLContext mlContext, IDataView train, IDataView validation, TabularNetworkOptions columns,
+    TorchDeviceKind device = TorchDeviceKind.Auto) : ITrialRunner
+{
+    private readonly MLContext _mlContext = mlContext ?? throw new ArgumentNullException(nameof(mlContext));
+    private readonly IDataView _train = train ?? throw new ArgumentNullException(nameof(train));
+    private readonly IDataView _validation = validation ?? throw new ArgumentNullException(nameof(validation));
+    private readonly TabularNetworkOptions _columns = (columns ?? throw new ArgumentNullException(nameof(columns))).Labels.Count == 0
+        ? columns : throw new ArgumentException("A tabular sweep scores one task; leave Labels empty and set LabelColumnName and Task.", nameof(columns));
+
+    /// <inheritdoc/>
+    public void Run(Configuration configuration, TrialContext context)
+    {
+        var options = Configure(configuration, context.MaxEpochs, context.Seed);
+        options.Threads = context.Threads;
+        options.Progress = new EpochReporter(context);
+        options.CancellationToken = context.CancellationToken;
+        new MLContext(context.Seed).Transforms.DeepVariants.TabularNetwork(options).Train(_train, _validation);
+    }
+
+    /// <inheritdoc/>
+    public void Refit(Configuration configuration, int epochs, int seed, string modelPath)
+    {
+        var all = MLNetInternals.AppendRows(MLNetInternals.GetEnvironment(_mlContext.Data), _train, _validation);
+        var model = new MLContext(seed).Transforms.DeepVariants.TabularNetwork(Configure(configuration, epochs, seed)).Train(all).Model;
+        ModelFiles.Save(_mlContext, model, all.Schema, modelPath);
+    }
+
+    private TabularNetworkOptions Configure(Configuration configuration, int epochs, int seed)
+    {
+        var options = SearchSpaces.ToTabularOptions(configuration, _columns);
+        options.Epochs = epochs;
+        options.Seed = seed;
+        options.Device = device;
+        return options;
+    }
 }
 
 /// <summary>What the classifier trial runners share: reporting each epoch's validation accuracy, and the refit on training plus validation data.</summary>
@@ -112,6 +156,7 @@ public abstract class ClassifierTrialRunner : ITrialRunner
 
 internal static class OptionsExtensions
 {
+
     public static T Also<T>(this T value, Action<T> action)
     {
         action(value);

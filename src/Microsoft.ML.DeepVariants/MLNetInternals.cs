@@ -144,6 +144,21 @@ internal static class MLNetInternals
         return (ITransformer)transformerConstructor.Invoke([environment, model, trainSchema, oneValueColumn, 0f, "Score"]);
     }
 
+    /// <summary>
+    /// The rows of <paramref name="sources"/> one after the other, as one lazy data view (ML.NET's own AppendRowsDataView;
+    /// the sources must have the same schema). A sweep refits its best configuration on the training and validation rows this way.
+    /// </summary>
+    public static IDataView AppendRows(IHostEnvironment environment, params IDataView[] sources)
+    {
+        var type = typeof(IDataView).Assembly.GetType("Microsoft.ML.Data.AppendRowsDataView")
+            ?? typeof(MLContext).Assembly.GetType("Microsoft.ML.Data.AppendRowsDataView")
+            ?? throw Changed("AppendRowsDataView is gone");
+        var create = type.GetMethod("Create", BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic,
+            [typeof(IHostEnvironment), typeof(DataViewSchema), typeof(IDataView[])])
+            ?? throw Changed("AppendRowsDataView.Create(env, schema, sources) is gone");
+        return (IDataView)create.Invoke(null, [environment, sources[0].Schema, sources])!;
+    }
+
     /// <summary>A schema-shape column (its constructor is internal to ML.NET), for GetOutputSchema.</summary>
     public static SchemaShape.Column SchemaColumn(string name, SchemaShape.Column.VectorKind kind, DataViewType itemType,
         bool isKey, SchemaShape? annotations = null)

@@ -36,6 +36,7 @@ root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.AutoMLBenchmark.Comman
 root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.TransferBenchmark.Command());
 root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.StreamingBenchmark.Command());
 root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.MemoryBenchmark.Command());
+root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.TabularBenchmark.Command());
 return root.Parse(args).Invoke();
 
 static int Orchestrate(int epochs, int? rows, string reportPath)

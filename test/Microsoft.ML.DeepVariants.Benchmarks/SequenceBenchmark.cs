@@ -113,11 +113,7 @@ internal static class SequenceBenchmark
     private static int Execute(string reportPath, string dataFolder, string? only)
     {
         NativeAllocator.KeepFreedMemory();
-        var previous = File.Exists(reportPath)
-            ? File.ReadLines(reportPath).Where(l => l.StartsWith("| ", StringComparison.Ordinal) && !l.StartsWith("| problem", StringComparison.Ordinal))
-                .Select(l => (Key: string.Join(" | ", l.Split('|').Skip(1).Take(2).Select(c => c.Trim())), Line: l))
-                .GroupBy(p => p.Key).ToDictionary(g => g.Key, g => g.Last().Line)
-            : new Dictionary<string, string>();
+        var previous = BenchmarkReport.Rows(reportPath, "| problem");
         var lines = new List<string>
         {
             "# Sequence classifier families",
@@ -181,9 +177,9 @@ internal static class SequenceBenchmark
                 $"{run.Epochs}, {run.BatchSize}, {run.LearningRate.ToString(CultureInfo.InvariantCulture)} | {secondsPerEpoch:F2} | {accuracy:F2} % | {target} | {run.Reference} |";
             lines.Add(line);
             AnsiConsole.WriteLine(line);
-            WriteReport(reportPath, [.. lines, .. Remaining(previous, lines)]);
+            BenchmarkReport.Write(reportPath, [.. lines, .. BenchmarkReport.Remaining(previous, lines)]);
         }
-        WriteReport(reportPath, [.. lines, "", .. Notes]);
+        BenchmarkReport.Write(reportPath, [.. lines, "", .. Notes]);
         return 0;
     }
 
@@ -203,20 +199,6 @@ internal static class SequenceBenchmark
         "  tests' shorter run) and five; a rerun with kernels 24-12-6 could not finish in the session's time.",
         "- Seconds per epoch were measured while other work shared the two cores at times; compare them within a problem, roughly.",
     ];
-
-    // Rows of the previous report not yet rewritten, so an interrupted run loses nothing.
-    private static IEnumerable<string> Remaining(Dictionary<string, string> previous, List<string> written)
-    {
-        var keys = written.Select(l => string.Join(" | ", l.Split('|').Skip(1).Take(2).Select(c => c.Trim()))).ToHashSet();
-        return previous.Where(p => !keys.Contains(p.Key)).Select(p => p.Value);
-    }
-
-    private static void WriteReport(string reportPath, IEnumerable<string> lines)
-    {
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(reportPath))!);
-        File.WriteAllLines(reportPath + ".tmp", lines);
-        File.Move(reportPath + ".tmp", reportPath, overwrite: true);
-    }
 
     private static long CountRows(IDataView data)
     {

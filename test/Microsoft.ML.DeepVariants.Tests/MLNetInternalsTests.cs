@@ -121,6 +121,41 @@ public sealed class MLNetInternalsTests
             Assert.AreEqual(inputs[row].Zip(outputs[row], (a, b) => (a - b) * (a - b)).Average(), score[row], 1e-5);
     }
 
+    private sealed class Logit
+    {
+        [VectorType(1)]
+        public float[] Value { get; set; } = [];
+
+        public bool Label { get; set; }
+    }
+
+    [TestMethod]
+    public void CreateBinaryLogitHead_ScoreIsTheLogitProbabilityItsSigmoidAndEvaluateReadsThem()
+    {
+        var ml = new MLContext(seed: 1);
+        var data = ml.Data.LoadFromEnumerable(new[] { -2f, -0.5f, 0.25f, 3f }.Select(v => new Logit { Value = [v], Label = v > -1 }));
+        var head = MLNetInternals.CreateBinaryLogitHead(MLNetInternals.GetEnvironment(ml.Data), data.Schema, nameof(Logit.Value));
+        var scored = head.Transform(data);
+        CollectionAssert.AreEqual(new[] { -2f, -0.5f, 0.25f, 3f }, scored.GetColumn<float>("Score").ToArray());
+        var probabilities = scored.GetColumn<float>("Probability").ToArray();
+        var sigmoid = new[] { -2.0, -0.5, 0.25, 3.0 }.Select(v => (float)(1 / (1 + Math.Exp(-v)))).ToArray();
+        Assert.IsLessThan(1e-6, probabilities.Zip(sigmoid, (a, b) => Math.Abs(a - b)).Max());
+        CollectionAssert.AreEqual(new[] { false, false, true, true }, scored.GetColumn<bool>("PredictedLabel").ToArray());
+        var metrics = ml.BinaryClassification.Evaluate(scored);
+        Assert.AreEqual(0.75, metrics.Accuracy, 1e-9);
+    }
+
+    [TestMethod]
+    public void AppendRows_TheRowsOfBothViewsInOrder()
+    {
+        var ml = new MLContext(seed: 1);
+        var first = ml.Data.LoadFromEnumerable(new[] { 1f, 2f }.Select(v => new Logit { Value = [v] }));
+        var second = ml.Data.LoadFromEnumerable(new[] { 3f }.Select(v => new Logit { Value = [v], Label = true }));
+        var all = MLNetInternals.AppendRows(MLNetInternals.GetEnvironment(ml.Data), first, second);
+        CollectionAssert.AreEqual(new[] { 1f, 2f, 3f }, all.GetColumn<float[]>(nameof(Logit.Value)).Select(v => v[0]).ToArray());
+        CollectionAssert.AreEqual(new[] { false, false, true }, all.GetColumn<bool>(nameof(Logit.Label)).ToArray());
+    }
+
     [TestMethod]
     public void SchemaColumn_TheOutputSchemaHasMLNetsColumnShapes()
     {

@@ -233,4 +233,42 @@ public sealed class TabularNetworkTests
         options.CategoricalColumnNames = [nameof(DiamondRow.Color)];
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.Transforms.DeepVariants.TabularNetwork(options).GetOutputSchema(MLNetInternalsTests.ToSchemaShape(data.Schema)));
     }
+
+    [TestMethod]
+    public void ParameterCountsFromTheOptionsMatchTheBuiltNetworks()
+    {
+        TabularNetworkOptions Options(Action<TabularNetworkOptions> change)
+        {
+            var o = new TabularNetworkOptions { Width = 24, Depth = 3 };
+            change(o);
+            return o;
+        }
+        var configurations = new Dictionary<string, TabularNetworkOptions>
+        {
+            ["residual, batch norm"] = Options(_ => { }),
+            ["residual, no norm"] = Options(o => o.Normalization = TabularNormalization.None),
+            ["plain, layer norm"] = Options(o => { o.Residual = false; o.Normalization = TabularNormalization.Layer; }),
+            ["plain, one layer"] = Options(o => { o.Residual = false; o.Depth = 1; }),
+            ["fixed embeddings"] = Options(o => o.EmbeddingSize = 3),
+            ["image and table"] = Options(o => { o.ImageColumnName = "Pixels"; o.ImageHeight = 10; o.ImageWidth = 9; o.ImageChannels = 3; }),
+            ["image only"] = Options(o => { o.ImageColumnName = "Pixels"; o.ImageHeight = 8; o.ImageWidth = 8; o.NumericColumnNames = []; }),
+        };
+        foreach (var (name, o) in configurations)
+        {
+            bool table = o.HasTable;
+            var plan = new TabularPlan(new float[table ? 4 : 0], new float[table ? 4 : 0], table ? [1, 3] : [], table ? [5, 2] : [],
+                table ? [o.EmbeddingFor(5), o.EmbeddingFor(2)] : [],
+                [new TabularHead(new TabularLabel("a", TabularTaskKind.Multiclass), 7), new TabularHead(new TabularLabel("b", TabularTaskKind.Regression), 1)])
+            {
+                Image = o.ImageColumnName is null ? null : [o.ImageChannels, o.ImageHeight, o.ImageWidth],
+            };
+            using var network = new TabularNetwork(plan, o);
+            long built = network.parameters().Sum(p => p.numel());
+            Assert.AreEqual(built, plan.CountParameters(o), name);
+            // The network runs on a batch of its rows: numbers, category codes, pixels.
+            using var x = TorchSharp.torch.zeros(3, plan.InputSize);
+            using var y = network.call(x);
+            CollectionAssert.AreEqual(new long[] { 3, 8 }, y.shape, name);
+        }
+    }
 }

@@ -18,10 +18,18 @@ internal sealed record TabularHead(TabularLabel Task, int Outputs, double LabelM
 internal sealed record TabularPlan(float[] NumericMean, float[] NumericScale, long[] IndicatorSlots, int[] Categories, int[] EmbeddingSizes,
     IReadOnlyList<TabularHead> Heads)
 {
+    /// <summary>The image stream's [channels, height, width], or null when there is none.</summary>
+    public int[]? Image { get; init; }
+
     public int NumericSlots => NumericMean.Length;
 
-    /// <summary>The values of one input row: the numeric slots, then one category code per categorical column (0 missing, k the k-th category).</summary>
-    public int InputSize => NumericSlots + Categories.Length;
+    public int ImageSize => Image is { } i ? i[0] * i[1] * i[2] : 0;
+
+    /// <summary>True when the network reads numbers or categories.</summary>
+    public bool HasTable => NumericSlots + Categories.Length > 0;
+
+    /// <summary>The values of one input row: the numeric slots, one category code per categorical column (0 missing, k the k-th category), the image's pixels.</summary>
+    public int InputSize => NumericSlots + Categories.Length + ImageSize;
 
     /// <summary>What the first layer reads: standardized numbers, indicators, embeddings.</summary>
     public int FeatureSize => NumericSlots + IndicatorSlots.Length + EmbeddingSizes.Sum();
@@ -33,7 +41,15 @@ internal sealed record TabularPlan(float[] NumericMean, float[] NumericScale, lo
     {
         long w = o.Width, count = Categories.Zip(EmbeddingSizes, (k, e) => (k + 1L) * e).Sum();
         long norm = o.Normalization == TabularNormalization.None ? 0 : 2 * w;
-        count += FeatureSize * w + w;                                                   // stem
+        if (HasTable)
+            count += FeatureSize * w + w;                                               // stem
+        if (Image is { } image)
+        {
+            count += image[0] * 32L * 9 + 32 + 2 * 32 + 32L * 64 * 9 + 64 + 2 * 64;       // two convolution stages with batch norm
+            count += 64L * (image[1] / 4) * (image[2] / 4) * w + w;                      // to the shared width
+            if (HasTable)
+                count += 2 * w * w + w;                                                 // fusion
+        }
         count += o.Residual ? o.Depth * (norm + 2 * (w * w + w)) : (o.Depth - 1) * (w * w + w) + o.Depth * norm;
         count += (o.Residual ? norm : 0) + Heads.Sum(h => w * h.Outputs + h.Outputs);
         return count;
@@ -60,7 +76,9 @@ internal sealed class TabularNetwork : Module<Tensor, Tensor>
     private readonly Tensor numeric_scale;
     private readonly Tensor indicator_slots;
     private readonly ModuleList<Embedding> embeddings;
-    private readonly Linear stem;
+    private readonly Linear? stem;
+    private readonly Sequential? image_trunk;
+    private readonly Linear? fusion;
     private readonly ModuleList<Module<Tensor, Tensor>> norms;
     private readonly ModuleList<Linear> first;
     private readonly ModuleList<Linear> second;
@@ -77,7 +95,15 @@ internal sealed class TabularNetwork : Module<Tensor, Tensor>
         numeric_scale = tensor(plan.NumericScale);
         indicator_slots = tensor(plan.IndicatorSlots);
         embeddings = new ModuleList<Embedding>(plan.Categories.Zip(plan.EmbeddingSizes, (k, e) => Embedding(k + 1, e)).ToArray());
-        stem = Linear(plan.FeatureSize, w);
+        stem = plan.HasTable ? Linear(plan.FeatureSize, w) : null;
+        if (plan.Image is [int c, int height, int width])
+        {
+            image_trunk = Sequential(
+                ("conv1", Conv2d(c, 32, 3, padding: 1)), ("bn1", BatchNorm2d(32)), ("relu1", ReLU()), ("pool1", MaxPool2d(2)),
+                ("conv2", Conv2d(32, 64, 3, padding: 1)), ("bn2", BatchNorm2d(64)), ("relu2", ReLU()), ("pool2", MaxPool2d(2)),
+                ("flatten", Flatten()), ("to_width", Linear(64L * (height / 4) * (width / 4), w)));
+            fusion = plan.HasTable ? Linear(2 * w, w) : null;
+        }
         int blocks = options.Depth;
         norms = new ModuleList<Module<Tensor, Tensor>>(options.Normalization == TabularNormalization.None ? [] : Enumerable.Range(0, blocks).Select(_ => Norm(w)).ToArray());
         // A plain stack's first layer is the stem; each further layer is a Linear of its own.
@@ -110,7 +136,11 @@ internal sealed class TabularNetwork : Module<Tensor, Tensor>
         }
         for (int c = 0; c < embeddings.Count; c++)
             parts.Add(embeddings[c].call(input.select(1, p + c).to_type(ScalarType.Int64)));
-        var h = stem.call(cat(parts, 1));
+        var table = stem?.call(cat(parts, 1));
+        var image = _plan.Image is [int channels, int height, int width]
+            ? image_trunk!.call(input.narrow(1, p + embeddings.Count, _plan.ImageSize).reshape(-1, channels, height, width))
+            : null;
+        var h = table is not null && image is not null ? Fuse(table, image) : table ?? image!;
         if (_options.Residual)
         {
             for (int i = 0; i < _options.Depth; i++)
@@ -125,19 +155,30 @@ internal sealed class TabularNetwork : Module<Tensor, Tensor>
         return cat(heads.Select(head => head.call(h)).ToList(), 1);
     }
 
+    // Both streams at the shared width: concatenated through a linear layer, or summed through a learned gate.
+    private Tensor Fuse(Tensor table, Tensor image)
+    {
+        var joined = fusion!.call(cat([table, image], 1));
+        if (_options.Fusion == StreamFusion.Concatenate)
+            return joined;
+        var gate = sigmoid(joined);
+        return gate * table + (1 - gate) * image;
+    }
+
     /// <summary>
     /// The ONNX graph of one row: input <paramref name="numbersColumn"/> [numeric slots] as the model's preprocessing
-    /// writes it, one UInt32 input [1, 1] per categorical key column, and one output per head, named by
+    /// writes it, one UInt32 input [1, 1] per categorical key column, the image column [C x H x W] when there is an image
+    /// stream, and one output per head, named by
     /// <paramref name="outputName"/>: logits [K], a binary logit [1], a regression's value in the label's units [1].
     /// </summary>
-    public byte[] ExportOnnx(string? numbersColumn, IReadOnlyList<string> keyColumns, Func<TabularHead, string> outputName)
+    public byte[] ExportOnnx(string? numbersColumn, IReadOnlyList<string> keyColumns, string? imageColumn, Func<TabularHead, string> outputName)
     {
         eval();
         // ML.NET's ONNX transformer feeds one row a call, without a batch dimension: the row becomes a batch of one.
         var b = new OnnxGraphBuilder("DeepVariantsTabular");
         int p = _plan.NumericSlots;
         var parts = new List<string>();
-        string zero = b.AddInitializer("zero", [0L]);
+        string? zero = embeddings.Count > 0 ? b.AddInitializer("zero", [0L]) : null;
         string rowAxis = b.AddInitializer("row_axis", [0L]);
         if (p > 0)
         {
@@ -156,11 +197,29 @@ internal sealed class TabularNetwork : Module<Tensor, Tensor>
             // A scalar column arrives as [1, 1].
             string key = b.AddNode("Reshape", [b.AddInput(keyColumns[c], TensorProto.Types.DataType.Uint32, 1L, 1L), b.AddInitializer("key_shape", [1L])]);
             string code = b.AddNode("Cast", [key], OnnxGraphBuilder.Int("to", (long)TensorProto.Types.DataType.Int64));
-            code = b.AddNode("Where", [b.AddNode("LessOrEqual", [code, b.AddInitializer("last", [(long)_plan.Categories[c]])]), code, zero]);
+            code = b.AddNode("Where", [b.AddNode("LessOrEqual", [code, b.AddInitializer("last", [(long)_plan.Categories[c]])]), code, zero!]);
             parts.Add(b.AddNode("Gather", [b.AddInitializer("embedding", embeddings[c].weight!), code], OnnxGraphBuilder.Int("axis", 0)));
         }
-        string h = parts.Count == 1 ? parts[0] : b.AddNode("Concat", parts, OnnxGraphBuilder.Int("axis", 1));
-        h = Gemm(b, stem, h);
+        string? table = stem is null ? null : Gemm(b, stem, parts.Count == 1 ? parts[0] : b.AddNode("Concat", parts, OnnxGraphBuilder.Int("axis", 1)));
+        string? image = null;
+        if (_plan.Image is [int channels, int height, int width])
+        {
+            string pixels = b.AddNode("Reshape", [b.AddInput(imageColumn!, batched: false, _plan.ImageSize), b.AddInitializer("image_shape", [1L, channels, height, width])]);
+            using var example = zeros(1, channels, height, width);
+            image = OnnxModuleExporter.Export(b, image_trunk!, pixels, example);
+        }
+        string h;
+        if (table is not null && image is not null)
+        {
+            h = Gemm(b, fusion!, b.AddNode("Concat", [table, image], OnnxGraphBuilder.Int("axis", 1)));
+            if (_options.Fusion == StreamFusion.GatedSum)
+            {
+                string gate = b.AddNode("Sigmoid", [h]);
+                h = b.AddNode("Add", [b.AddNode("Mul", [gate, table]), b.AddNode("Mul", [b.AddNode("Sub", [b.AddInitializer("one", ones(1)), gate]), image])]);
+            }
+        }
+        else
+            h = table ?? image!;
         if (_options.Residual)
         {
             for (int i = 0; i < _options.Depth; i++)

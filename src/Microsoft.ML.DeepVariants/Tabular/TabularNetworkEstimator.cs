@@ -100,6 +100,13 @@ public sealed class TabularNetworkEstimator : DeepVariantsEstimator<TabularNetwo
                 // ML.NET's ONNX transformer feeds a key column to a UInt32 graph input as its raw value (0 missing, k the k-th category).
                 keys.Add(keyed);
             }
+            if (o.ImageColumnName is { } imageColumn)
+            {
+                var image = schema.Require(imageColumn);
+                int pixels = o.ImageChannels * o.ImageHeight * o.ImageWidth;
+                if (!image.IsFloatVector || image.Kind == SchemaShape.Column.VectorKind.VariableVector || schema.HasSizes && image.Size != pixels)
+                    throw schema.Mismatch(image, $"a Vector<Single, {pixels}> of {o.ImageChannels} x {o.ImageHeight} x {o.ImageWidth} pixels (CHW; ExtractPixels writes them)");
+            }
             if (inputs.Count > 0)
                 steps.Add(ml.Transforms.Concatenate(InputsColumn, [.. inputs]));
             else
@@ -134,7 +141,7 @@ public sealed class TabularNetworkEstimator : DeepVariantsEstimator<TabularNetwo
                 Preprocessing = steps.Aggregate((IEstimator<ITransformer>?)null, (chain, step) => chain is null ? step : chain.Append(step)),
                 TemporaryColumns = temporary,
                 ExtraOutputs = outputs,
-                InputColumn = o.NumericColumnNames.FirstOrDefault() ?? o.CategoricalColumnNames[0],
+                InputColumn = o.NumericColumnNames.Concat(o.CategoricalColumnNames).FirstOrDefault() ?? o.ImageColumnName!,
                 Description = o.IsMultiTask ? $"a {o.Tasks.Count}-task tabular network" : $"a tabular network ({o.Task.ToString().ToLowerInvariant()})",
             };
         }
@@ -264,7 +271,10 @@ public sealed class TabularNetworkEstimator : DeepVariantsEstimator<TabularNetwo
                 }
             }
             int[] categories = _options.CategoricalColumnNames.Select((name, c) => CategoryCount(train.Schema[_keys[c]], name)).ToArray();
-            return new TabularPlan(mean, scale, indicators, categories, [.. categories.Select(_options.EmbeddingFor)], heads);
+            return new TabularPlan(mean, scale, indicators, categories, [.. categories.Select(_options.EmbeddingFor)], heads)
+            {
+                Image = _options.ImageColumnName is null ? null : [_options.ImageChannels, _options.ImageHeight, _options.ImageWidth],
+            };
         }
 
         private static ArgumentException NoLabels(TabularLabel task) =>
@@ -320,7 +330,8 @@ public sealed class TabularNetworkEstimator : DeepVariantsEstimator<TabularNetwo
                 ? (Column: prepared.Schema[Binding(h.Task).KeyColumn], Head: h)
                 : (Column: prepared.Schema[h.Task.ColumnName], Head: h)).ToArray();
             return new RowReader(new TabularFeatures(plan.NumericSlots > 0 ? prepared.Schema[InputsColumn] : null, plan.NumericSlots,
-                    [.. _keys.Select(k => prepared.Schema[k])], SlotColumn, _options.HandleMissing),
+                    [.. _keys.Select(k => prepared.Schema[k])], _options.ImageColumnName is { } image ? (prepared.Schema[image], plan.ImageSize) : null,
+                    SlotColumn, _options.HandleMissing),
                 new TabularTargets(targets, LabelValue, _options.IsMultiTask));
         }
 
@@ -336,8 +347,9 @@ public sealed class TabularNetworkEstimator : DeepVariantsEstimator<TabularNetwo
         {
             var tabular = (TabularNetwork)network;
             string? numbers = _plan!.NumericSlots > 0 ? InputsColumn : null;
-            byte[] onnx = tabular.ExportOnnx(numbers, _keys, OutputColumn);
-            return new OnnxExport(onnx, [.. numbers is null ? [] : new[] { numbers }, .. _keys], [.. _plan.Heads.Select(OutputColumn)]);
+            string? image = _options.ImageColumnName;
+            byte[] onnx = tabular.ExportOnnx(numbers, _keys, image, OutputColumn);
+            return new OnnxExport(onnx, [.. numbers is null ? [] : new[] { numbers }, .. _keys, .. image is null ? [] : new[] { image }], [.. _plan.Heads.Select(OutputColumn)]);
         }
 
         private static string OutputColumn(TabularHead head) => Prefix + "Output." + head.Task.TaskName;
@@ -390,19 +402,21 @@ public sealed class TabularNetworkEstimator : DeepVariantsEstimator<TabularNetwo
 }
 
 /// <summary>
-/// The tabular input of a row: the numeric slots (NaN allowed when missing values are handled), then each categorical
-/// column's raw key (0 missing, k the k-th category) as a float.
+/// The tabular input of a row: the numeric slots (NaN allowed when missing values are handled), each categorical
+/// column's raw key (0 missing, k the k-th category) as a float, then the image's pixels (finite values only).
 /// </summary>
-internal sealed class TabularFeatures(DataViewSchema.Column? numbers, int slots, DataViewSchema.Column[] keys, Func<int, string> slotColumn, bool allowMissing)
-    : FeatureReader
+internal sealed class TabularFeatures(DataViewSchema.Column? numbers, int slots, DataViewSchema.Column[] keys, (DataViewSchema.Column Column, int Size)? image,
+    Func<int, string> slotColumn, bool allowMissing) : FeatureReader
 {
-    public override long[] Shape => [slots + keys.Length];
-    public override IEnumerable<DataViewSchema.Column> Columns => [.. numbers is { } n ? [n] : Array.Empty<DataViewSchema.Column>(), .. keys];
+    public override long[] Shape => [slots + keys.Length + (image?.Size ?? 0)];
+    public override IEnumerable<DataViewSchema.Column> Columns =>
+        [.. numbers is { } n ? [n] : Array.Empty<DataViewSchema.Column>(), .. keys, .. image is { } i ? [i.Column] : Array.Empty<DataViewSchema.Column>()];
 
     public override RowWriter<float> Bind(DataViewRow row, string role)
     {
         var get = numbers is { } column ? row.GetGetter<VBuffer<float>>(column) : null;
         var getKeys = keys.Select(k => row.GetGetter<uint>(k)).ToArray();
+        var pixels = image is { } i ? new VectorFeatures(i.Column, [i.Size]).Bind(row, role) : null;
         VBuffer<float> buffer = default;
         uint key = 0;
         return (long index, Span<float> destination) =>
@@ -424,6 +438,7 @@ internal sealed class TabularFeatures(DataViewSchema.Column? numbers, int slots,
                 getKeys[c](ref key);
                 destination[slots + c] = key;
             }
+            pixels?.Invoke(index, destination[(slots + keys.Length)..]);
         };
     }
 }

@@ -13,6 +13,16 @@ public enum TabularTaskKind
     Regression,
 }
 
+/// <summary>How a network with several input streams joins them before its shared layers.</summary>
+public enum StreamFusion
+{
+    /// <summary>Concatenated, then one linear layer to the shared width.</summary>
+    Concatenate,
+
+    /// <summary>A learned gate per unit: g = sigmoid(W [a; b]), h = g a + (1 - g) b, so each unit leans on the stream that helps it.</summary>
+    GatedSum,
+}
+
 /// <summary>How the hidden layers of a tabular network are normalized.</summary>
 public enum TabularNormalization
 {
@@ -129,6 +139,30 @@ public sealed class TabularNetworkOptions : TrainingOptions
     /// </summary>
     public bool HandleMissing { get; set; } = true;
 
+    /// <summary>
+    /// An image stream (multi-stream learning): a float vector column of <see cref="ImageChannels"/> x
+    /// <see cref="ImageHeight"/> x <see cref="ImageWidth"/> pixels (CHW, as ExtractPixels writes them), read by a small
+    /// CNN trunk (two convolution, batch-norm, ReLU and max-pool stages of 32 and 64 filters, then a linear layer to
+    /// <see cref="Width"/>) and fused with the table's stream by <see cref="Fusion"/>. With no numeric or categorical
+    /// columns the network is a CNN with one head per label. Default none.
+    /// </summary>
+    public string? ImageColumnName { get; set; }
+
+    /// <summary>Image height, with <see cref="ImageColumnName"/>.</summary>
+    public int ImageHeight { get; set; }
+
+    /// <summary>Image width, with <see cref="ImageColumnName"/>.</summary>
+    public int ImageWidth { get; set; }
+
+    /// <summary>Image channels (1 grayscale, 3 RGB), with <see cref="ImageColumnName"/>. Default 1.</summary>
+    public int ImageChannels { get; set; } = 1;
+
+    /// <summary>How the table's and the image's streams are joined. Default <see cref="StreamFusion.Concatenate"/>.</summary>
+    public StreamFusion Fusion { get; set; } = StreamFusion.Concatenate;
+
+    /// <summary>True when there are numeric or categorical columns (a table stream).</summary>
+    internal bool HasTable => NumericColumnNames.Length + CategoricalColumnNames.Length > 0;
+
     /// <summary>Output column of a single task's score. Default "Score".</summary>
     public string ScoreColumnName { get; set; } = "Score";
 
@@ -150,12 +184,22 @@ public sealed class TabularNetworkOptions : TrainingOptions
         base.Validate();
         if (NumericColumnNames is null || CategoricalColumnNames is null)
             throw new ArgumentNullException(NumericColumnNames is null ? nameof(NumericColumnNames) : nameof(CategoricalColumnNames), "Use an empty list for no columns.");
-        if (NumericColumnNames.Length + CategoricalColumnNames.Length == 0)
-            throw new ArgumentException("A tabular network needs at least one input: set NumericColumnNames or CategoricalColumnNames.", nameof(NumericColumnNames));
+        if (!HasTable && ImageColumnName is null)
+            throw new ArgumentException("A tabular network needs at least one input: set NumericColumnNames, CategoricalColumnNames or ImageColumnName.", nameof(NumericColumnNames));
+        if (ImageColumnName is not null)
+        {
+            RequireColumnNames((nameof(ImageColumnName), ImageColumnName));
+            if (ImageHeight is < 4 or > 1024 || ImageWidth is < 4 or > 1024)
+                throw new ArgumentOutOfRangeException(ImageHeight is < 4 or > 1024 ? nameof(ImageHeight) : nameof(ImageWidth), "ImageHeight and ImageWidth must be from 4 to 1,024 with ImageColumnName (the trunk pools twice by 2).");
+            if (ImageChannels is < 1 or > 16)
+                throw new ArgumentOutOfRangeException(nameof(ImageChannels), ImageChannels, "ImageChannels must be from 1 to 16.");
+            if (!Enum.IsDefined(Fusion))
+                throw new ArgumentOutOfRangeException(nameof(Fusion), Fusion, "Unknown fusion; use Concatenate or GatedSum.");
+        }
         RequireColumnNames([.. NumericColumnNames.Select(c => (nameof(NumericColumnNames), (string?)c)), .. CategoricalColumnNames.Select(c => (nameof(CategoricalColumnNames), (string?)c))]);
-        var inputs = NumericColumnNames.Concat(CategoricalColumnNames).ToList();
+        var inputs = NumericColumnNames.Concat(CategoricalColumnNames).Concat(ImageColumnName is null ? [] : [ImageColumnName]).ToList();
         if (inputs.GroupBy(c => c).FirstOrDefault(g => g.Count() > 1) is { } twice)
-            throw new ArgumentException($"Column '{twice.Key}' is listed twice among NumericColumnNames and CategoricalColumnNames; list each input once.", nameof(NumericColumnNames));
+            throw new ArgumentException($"Column '{twice.Key}' is listed twice among NumericColumnNames, CategoricalColumnNames and ImageColumnName; list each input once.", nameof(NumericColumnNames));
         ArgumentNullException.ThrowIfNull(Labels, nameof(Labels));
         if (Labels.Any(l => l is null))
             throw new ArgumentNullException(nameof(Labels), "Labels must not hold null entries.");
@@ -186,6 +230,25 @@ public sealed class TabularNetworkOptions : TrainingOptions
             throw new ArgumentOutOfRangeException(nameof(MaxCategories), MaxCategories, "MaxCategories must be from 2 to 10,000,000.");
         RequireColumnNames((nameof(ScoreColumnName), ScoreColumnName), (nameof(PredictedLabelColumnName), PredictedLabelColumnName),
             (nameof(ProbabilityColumnName), ProbabilityColumnName));
+    }
+
+    /// <summary>
+    /// The trainable parameters of the network these options describe for a table of <paramref name="numericSlots"/>
+    /// numeric values (of which <paramref name="indicatorSlots"/> get missing-value indicators), categorical columns of
+    /// <paramref name="categoryCounts"/> categories, and heads of <paramref name="headOutputs"/> outputs (classes, or 1),
+    /// counted without building it.
+    /// </summary>
+    /// <example><code>long count = options.ParameterCount(numericSlots: 6, categoryCounts: [5, 7, 8], headOutputs: [1]);</code></example>
+    public long ParameterCount(int numericSlots, IReadOnlyList<int> categoryCounts, IReadOnlyList<int> headOutputs, int indicatorSlots = 0)
+    {
+        ArgumentNullException.ThrowIfNull(categoryCounts);
+        ArgumentNullException.ThrowIfNull(headOutputs);
+        var plan = new TabularPlan(new float[numericSlots], new float[numericSlots], new long[indicatorSlots], [.. categoryCounts],
+            [.. categoryCounts.Select(EmbeddingFor)], [.. headOutputs.Select(k => new TabularHead(new TabularLabel("label", TabularTaskKind.Multiclass), k))])
+        {
+            Image = ImageColumnName is null ? null : [ImageChannels, ImageHeight, ImageWidth],
+        };
+        return plan.CountParameters(this);
     }
 
     /// <summary>The embedding size of a column with <paramref name="categories"/> categories (its missing value not counted).</summary>

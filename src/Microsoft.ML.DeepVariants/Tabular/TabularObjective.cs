@@ -46,12 +46,14 @@ internal sealed class TabularObjective(IReadOnlyList<TabularHead> heads) : ITrai
 
     public double? MetricSum(Tensor output, Tensor target)
     {
-        if (heads.Count != 1 || heads[0].Task.Kind == TabularTaskKind.Regression)
+        if (heads.Count != 1)
             return null;
         var (y, labelled) = Labelled(output, target, 0);
         if (y is null)
             return 0;
         var truth = target.select(1, 0).masked_select(labelled);
+        if (heads[0].Task.Kind == TabularTaskKind.Regression)
+            return -(y.squeeze(1) - truth).square().sum().item<float>();
         var predicted = heads[0].Task.Kind == TabularTaskKind.Binary ? y.squeeze(1).gt(0).to_type(ScalarType.Float32) : y.argmax(1).to_type(ScalarType.Float32);
         return predicted.eq(truth).sum().item<long>();
     }
