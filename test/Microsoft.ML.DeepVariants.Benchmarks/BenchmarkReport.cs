@@ -13,6 +13,11 @@ internal static class BenchmarkReport
             .GroupBy(p => p.Key).ToDictionary(g => g.Key, g => g.Last().Line)
         : [];
 
+    /// <summary>The list items ("- ...") of an existing report, such as its summaries, in order.</summary>
+    public static List<string> Items(string reportPath) => File.Exists(reportPath)
+        ? File.ReadLines(reportPath).Where(l => l.StartsWith("- ", StringComparison.Ordinal)).ToList()
+        : [];
+
     /// <summary>The rows of <paramref name="previous"/> that <paramref name="written"/> does not replace.</summary>
     public static IEnumerable<string> Remaining(Dictionary<string, string> previous, List<string> written)
     {

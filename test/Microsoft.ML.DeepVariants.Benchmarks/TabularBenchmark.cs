@@ -53,6 +53,7 @@ internal static class TabularBenchmark
     {
         TabularTables.Folder = dataFolder;
         var previous = BenchmarkReport.Rows(reportPath, "| problem");
+        var previousSummaries = BenchmarkReport.Items(reportPath);
         var lines = new List<string>
         {
             "# Tabular network against ML.NET's trainers",
@@ -74,6 +75,7 @@ internal static class TabularBenchmark
             if (only is not null && !problem.Name.Contains(only, StringComparison.OrdinalIgnoreCase))
             {
                 lines.AddRange(previous.Where(p => p.Key.StartsWith(problem.Name + " |", StringComparison.Ordinal)).Select(p => p.Value));
+                summaries.AddRange(previousSummaries.Where(l => l.StartsWith($"- {problem.Name}:", StringComparison.Ordinal)));
                 continue;
             }
             string sizes = $"{Count(problem.Train):N0} / {Count(problem.Test):N0}";
@@ -105,7 +107,10 @@ internal static class TabularBenchmark
         if (only is null || "Fashion-MNIST".Contains(only, StringComparison.OrdinalIgnoreCase))
             summaries.AddRange(Streams(ml, lines, previous, reportPath));
         else
+        {
             lines.AddRange(previous.Where(p => p.Key.StartsWith("Fashion-MNIST", StringComparison.Ordinal)).Select(p => p.Value));
+            summaries.AddRange(previousSummaries.Where(l => l.StartsWith("- Multi-", StringComparison.Ordinal)));
+        }
         BenchmarkReport.Write(reportPath, [.. lines, "", "Targets (within 1 point of the best peer on Letter and Satellite, within 5 % RMSE on diamonds, ahead of SDCA everywhere;",
             "the multi-task and multi-stream networks ahead of their single-task and single-stream baselines):", "", .. summaries]);
         return 0;

@@ -60,10 +60,12 @@ internal sealed record TabularPlan(float[] NumericMean, float[] NumericScale, lo
 /// A deep network for a table (an MLP in the sense of Gorishniy et al. 2021, "Revisiting deep learning models for
 /// tabular data"). Each row is its numeric slots and one code per categorical column. A missing number (NaN) reads as
 /// its training mean, with an indicator input where training saw missing values; the numbers are standardized; each
-/// category code picks a row of its column's embedding table (row 0 for a missing or unseen value). Then
+/// category code picks a row of its column's embedding table (row 0 for a missing or unseen value); a linear stem
+/// takes them to the shared width. An image stream (two convolution stages, then a linear layer to the same width)
+/// joins it by concatenation and a linear layer, or by a gated sum g a + (1 - g) b with g = sigmoid(W [a; b]). Then
 /// <list type="bullet">
-/// <item>residual (default): h = Linear(x); h = h + Dropout(Linear(Dropout(ReLU(Linear(Norm(h)))))) per block; ReLU(Norm(h)) to the heads;</item>
-/// <item>plain: h = Dropout(ReLU(Norm(Linear(h)))) per layer, to the heads;</item>
+/// <item>residual (default): h = h + Dropout(Linear(Dropout(ReLU(Linear(Norm(h)))))) per block; ReLU(Norm(h)) to the heads;</item>
+/// <item>plain: h = Dropout(ReLU(Norm(h))) after the stem, and after each further Linear, to the heads;</item>
 /// </list>
 /// and one linear head per task, whose outputs are concatenated: a multiclass task's logits, a binary task's logit, a
 /// regression's standardized value (the export scales it back).

@@ -37,19 +37,17 @@ public sealed class TabularNetworkEstimator : DeepVariantsEstimator<TabularNetwo
         private readonly TabularNetworkOptions _options;
         private readonly IReadOnlyList<TabularLabel> _tasks;
         private readonly (string Column, int Slots)[] _numeric;
-        private readonly Dictionary<string, ColumnInfo> _labels;
 
         /// <summary>The key column of each categorical column, in order: the user's key, or the text's keyed copy.</summary>
         private readonly string[] _keys;
         private TabularPlan? _plan;
 
-        private TabularTask(TabularNetworkOptions options, (string, int)[] numeric, string[] keys, Dictionary<string, ColumnInfo> labels)
+        private TabularTask(TabularNetworkOptions options, (string, int)[] numeric, string[] keys)
         {
             _keys = keys;
             _options = options;
             _tasks = options.Tasks;
             _numeric = numeric;
-            _labels = labels;
         }
 
         public static TabularTask Create(SchemaView schema, TabularNetworkOptions o)
@@ -112,7 +110,6 @@ public sealed class TabularNetworkEstimator : DeepVariantsEstimator<TabularNetwo
             else
                 temporary.Remove(InputsColumn);
 
-            var labels = new Dictionary<string, ColumnInfo>();
             var outputs = new List<SchemaShape.Column>();
             foreach (var task in o.Tasks)
             {
@@ -122,7 +119,6 @@ public sealed class TabularNetworkEstimator : DeepVariantsEstimator<TabularNetwo
                     throw schema.Mismatch(label, $"a Boolean label (or a Single or Double of 0 or 1, NaN when missing) for binary task '{task.TaskName}'");
                 if (task.Kind == TabularTaskKind.Regression && !real)
                     throw schema.Mismatch(label, $"a Single or Double label (NaN when missing) for regression task '{task.TaskName}'");
-                labels[task.TaskName] = label;
                 var names = Names(o, task);
                 var columns = new Dictionary<string, SchemaShape.Column>();
                 if (task.Kind == TabularTaskKind.Multiclass)
@@ -136,13 +132,18 @@ public sealed class TabularNetworkEstimator : DeepVariantsEstimator<TabularNetwo
                 }
                 outputs.AddRange(columns.Values);
             }
-            return new TabularTask(o, [.. numeric], [.. keys], labels)
+            return new TabularTask(o, [.. numeric], [.. keys])
             {
                 Preprocessing = steps.Aggregate((IEstimator<ITransformer>?)null, (chain, step) => chain is null ? step : chain.Append(step)),
                 TemporaryColumns = temporary,
                 ExtraOutputs = outputs,
                 InputColumn = o.NumericColumnNames.Concat(o.CategoricalColumnNames).FirstOrDefault() ?? o.ImageColumnName!,
-                Description = o.IsMultiTask ? $"a {o.Tasks.Count}-task tabular network" : $"a tabular network ({o.Task.ToString().ToLowerInvariant()})",
+                Description = (o.HasTable, o.ImageColumnName is not null) switch
+                {
+                    (true, true) => "a two-stream (table and image) network",
+                    (false, true) => "a CNN",
+                    _ => "a tabular network",
+                } + (o.IsMultiTask ? $" with {o.Tasks.Count} tasks" : $" ({o.Task.ToString().ToLowerInvariant()})"),
             };
         }
 
