@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The README's test command: installs the test data, builds, runs every test project, and ends with a
-# plain "N passed, N failed, N skipped" line summed over the projects.
+# The README's test command: installs the test data, builds, runs every test project and the consumer test of the
+# packages, and ends with a plain "N passed, N failed, N skipped" line summed over them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash eng/setup.sh
@@ -27,5 +27,11 @@ for project in "${projects[@]}"; do
   passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
   [ "$project_status" -eq 0 ] || status=$project_status
 done
+# The packages as an application outside this tree meets them (eng/consumer-test.sh): one more test.
+if bash eng/consumer-test.sh; then
+  passed=$((passed + 1))
+else
+  failed=$((failed + 1)); status=1
+fi
 echo "$passed passed, $failed failed, $skipped skipped"
 exit "$status"

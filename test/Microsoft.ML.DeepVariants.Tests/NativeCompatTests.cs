@@ -69,6 +69,39 @@ public sealed class NativeCompatTests
     }
 
     [TestMethod]
+    public void AFailedNativeLoadIsExplainedByItsCause()
+    {
+        var misleading = new NotSupportedException("This application or script uses TorchSharp but doesn't contain a reference to libtorch-cpu-linux-x64.");
+        string folder = Directory.CreateTempSubdirectory("torchnative-").FullName;
+        try
+        {
+            StringAssert.Contains(TorchNative.Explain(misleading, folder), "Reference the package libtorch-cpu-linux-x64");
+
+            // The package's own copy, whose GLIBCXX_3.4.32 requirement is strong, where an application would have it.
+            string native = Path.Combine(folder, "runtimes", "linux-x64", "native");
+            Directory.CreateDirectory(native);
+            File.Copy(CachedLibrary(), Path.Combine(native, "libLibTorchSharp.so"));
+            string system = new[] { "/usr/lib/x86_64-linux-gnu/libstdc++.so.6", "/lib/x86_64-linux-gnu/libstdc++.so.6", "/usr/lib64/libstdc++.so.6" }
+                .First(File.Exists);
+            string message = TorchNative.Explain(misleading, folder);
+            if (ElfVersionNeeds.DefinesVersion(system, Version))
+                StringAssert.Contains(message, "loads");
+            else
+            {
+                StringAssert.Contains(message, $"lacks the symbol version {Version}");
+                StringAssert.Contains(message, "DeepVariantsSkipNativeCompat");
+            }
+
+            File.WriteAllText(Path.Combine(native, "libLibTorchSharp.so"), "not a shared library");
+            StringAssert.Contains(TorchNative.Explain(misleading, folder), "could not be loaded");
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    [TestMethod]
     public void AFileThatIsNotElfIsRejected()
     {
         string path = Path.GetTempFileName();

@@ -56,7 +56,11 @@ internal static class TorchDevices
     }
 
     /// <summary>Resolves the device with the environment's settings and TorchSharp's own report.</summary>
-    public static Device Resolve(TorchDeviceKind kind, IHostEnvironment environment, Action<string>? log) =>
-        Resolve(kind, MLNetInternals.GetGpuDeviceId(environment), MLNetInternals.GetFallbackToCpu(environment),
+    public static Device Resolve(TorchDeviceKind kind, IHostEnvironment environment, Action<string>? log)
+    {
+        // The first TorchSharp call of a fit: a native library that cannot load is explained here, not by TorchSharp.
+        TorchNative.EnsureLoaded();
+        return Resolve(kind, MLNetInternals.GetGpuDeviceId(environment), MLNetInternals.GetFallbackToCpu(environment),
             kind != TorchDeviceKind.Cpu && cuda.is_available(), log);
+    }
 }

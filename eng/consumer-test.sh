@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The consumer test (part of eng/test.sh): pack the three packages into a local folder feed, then, outside the
+# source tree, build an application that references them from that feed only (plus libtorch-cpu-linux-x64), train a
+# small CNN on Fashion-MNIST and save it; load and predict with a second application that references plain ML.NET
+# only; install the deepvariants tool from the feed and run it. Prints "consumer test: passed" or fails.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+work="$(mktemp -d /tmp/deepvariants-consumer.XXXXXX)"
+trap 'rm -rf "$work"' EXIT
+version="0.5.0-consumer.$(date +%s)"
+feed="$work/feed"
+mkdir -p "$feed"
+
+echo "Packing version $version into $feed ..."
+for project in src/Microsoft.ML.DeepVariants src/Microsoft.ML.DeepVariants.AutoML src/DeepVariants.Cli; do
+  dotnet pack "$repo/$project" -c Release -p:Version="$version" -o "$feed" --nologo -v quiet
+done
+ls "$feed"
+
+# The applications restore into their own package folder, so nothing of the repository's build can leak in.
+export NUGET_PACKAGES="$work/packages"
+cat > "$work/nuget.config" <<XML
+<?xml version="1.0" encoding="utf-8"?>
+<configuration>
+  <packageSources>
+    <clear />
+    <add key="local" value="$feed" />
+    <add key="nuget.org" value="https://api.nuget.org/v3/index.json" />
+  </packageSources>
+  <packageSourceMapping>
+    <packageSource key="local"><package pattern="Microsoft.ML.DeepVariants*" /><package pattern="deepvariants" /></packageSource>
+    <packageSource key="nuget.org"><package pattern="*" /></packageSource>
+  </packageSourceMapping>
+</configuration>
+XML
+
+mkdir -p "$work/trainer" "$work/predictor"
+cp "$repo/eng/consumer/Trainer.cs" "$work/trainer/Program.cs"
+cp "$repo/eng/consumer/Predictor.cs" "$work/predictor/Program.cs"
+cat > "$work/trainer/trainer.csproj" <<XML
+<Project Sdk="Microsoft.NET.Sdk">
+  <PropertyGroup><OutputType>Exe</OutputType><TargetFramework>net10.0</TargetFramework><ImplicitUsings>enable</ImplicitUsings><Nullable>enable</Nullable></PropertyGroup>
+  <ItemGroup>
+    <PackageReference Include="Microsoft.ML.DeepVariants.AutoML" Version="$version" />
+    <PackageReference Include="libtorch-cpu-linux-x64" Version="2.10.0" />
+  </ItemGroup>
+</Project>
+XML
+cat > "$work/predictor/predictor.csproj" <<XML
+<Project Sdk="Microsoft.NET.Sdk">
+  <PropertyGroup><OutputType>Exe</OutputType><TargetFramework>net10.0</TargetFramework><ImplicitUsings>enable</ImplicitUsings><Nullable>enable</Nullable></PropertyGroup>
+  <ItemGroup>
+    <PackageReference Include="Microsoft.ML" Version="5.0.1" />
+    <PackageReference Include="Microsoft.ML.OnnxTransformer" Version="5.0.1" />
+    <PackageReference Include="Microsoft.ML.OnnxRuntime" Version="1.31.1" />
+  </ItemGroup>
+</Project>
+XML
+
+echo "Building and running the trainer (it references Microsoft.ML.DeepVariants only through the AutoML package) ..."
+(cd "$work/trainer" && dotnet run -c Release -- "$work/model.zip")
+echo "Building and running the plain ML.NET predictor ..."
+(cd "$work/predictor" && dotnet run -c Release -- "$work/model.zip")
+if grep -rq "DeepVariants\|TorchSharp" "$work/predictor/bin/Release/net10.0/"*.deps.json; then
+  echo "The predictor depends on DeepVariants or TorchSharp; it must not." >&2
+  exit 1
+fi
+
+echo "Installing the deepvariants tool from the feed ..."
+dotnet tool install deepvariants --tool-path "$work/tools" --version "$version" --configfile "$work/nuget.config"
+"$work/tools/deepvariants" --help | head -n 20
+echo "consumer test: passed"
