@@ -6,8 +6,10 @@
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 work="$(mktemp -d /tmp/deepvariants-consumer.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
 version="0.5.0-consumer.$(date +%s)"
+packages="${NUGET_PACKAGES:-$HOME/.nuget/packages}"
+# The packages' uniquely versioned copies leave the global package folder with the work folder.
+trap 'rm -rf "$work" "$packages"/microsoft.ml.deepvariants/"$version" "$packages"/microsoft.ml.deepvariants.automl/"$version" "$packages"/deepvariants/"$version"' EXIT
 feed="$work/feed"
 mkdir -p "$feed"
 
@@ -17,8 +19,8 @@ for project in src/Microsoft.ML.DeepVariants src/Microsoft.ML.DeepVariants.AutoM
 done
 ls "$feed"
 
-# The applications restore into their own package folder, so nothing of the repository's build can leak in.
-export NUGET_PACKAGES="$work/packages"
+# The applications restore from the feed and nuget.org only (their own nuget.config); the version is new, so no
+# cached copy of an earlier pack can stand in for this one.
 cat > "$work/nuget.config" <<XML
 <?xml version="1.0" encoding="utf-8"?>
 <configuration>

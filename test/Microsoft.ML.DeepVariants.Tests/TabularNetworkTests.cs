@@ -33,8 +33,8 @@ public sealed class TabularNetworkTests
             .Append(ml.MulticlassClassification.Trainers.TabularNetwork(epochs: 15, width: 256, depth: 2));
         var model = pipeline.Fit(Load(ml, Every(train, 6000)));
         var metrics = ml.MulticlassClassification.Evaluate(model.Transform(Load(ml, Every(test, 2000))));
-        TestContext.WriteLine($"Letter, 6,000 training rows: accuracy {metrics.MicroAccuracy:P2}");
-        // 26 classes; LightGBM with its defaults reaches about 93 % on the same slice.
+        TestContext.WriteLine($"Letter, 4,000 training rows: accuracy {metrics.MicroAccuracy:P2}");
+        // 26 classes; the benchmark's LightGBM reaches 96.6 % with all 16,000 training rows.
         Assert.IsGreaterThan(0.88, metrics.MicroAccuracy);
     }
 
@@ -252,6 +252,11 @@ public sealed class TabularNetworkTests
             ["fixed embeddings"] = Options(o => o.EmbeddingSize = 3),
             ["image and table"] = Options(o => { o.ImageColumnName = "Pixels"; o.ImageHeight = 10; o.ImageWidth = 9; o.ImageChannels = 3; }),
             ["image only"] = Options(o => { o.ImageColumnName = "Pixels"; o.ImageHeight = 8; o.ImageWidth = 8; o.NumericColumnNames = []; }),
+            ["series only"] = Options(o => { o.SeriesColumnName = "Series"; o.SeriesLength = 12; o.SeriesChannels = 2; o.NumericColumnNames = []; }),
+            ["three streams, gated"] = Options(o =>
+            {
+                o.ImageColumnName = "Pixels"; o.ImageHeight = 8; o.ImageWidth = 12; o.SeriesColumnName = "Series"; o.SeriesLength = 9; o.Fusion = StreamFusion.GatedSum;
+            }),
         };
         foreach (var (name, o) in configurations)
         {
@@ -261,7 +266,9 @@ public sealed class TabularNetworkTests
                 [new TabularHead(new TabularLabel("a", TabularTaskKind.Multiclass), 7), new TabularHead(new TabularLabel("b", TabularTaskKind.Regression), 1)])
             {
                 Image = o.ImageColumnName is null ? null : [o.ImageChannels, o.ImageHeight, o.ImageWidth],
+                Series = o.SeriesColumnName is null ? null : [o.SeriesChannels, o.SeriesLength],
             };
+            Assert.AreEqual(plan.CountParameters(o), o.ParameterCount(table ? 4 : 0, table ? [5, 2] : [], [7, 1], indicatorSlots: table ? 2 : 0), name);
             using var network = new TabularNetwork(plan, o);
             long built = network.parameters().Sum(p => p.numel());
             Assert.AreEqual(built, plan.CountParameters(o), name);
@@ -270,5 +277,45 @@ public sealed class TabularNetworkTests
             using var y = network.call(x);
             CollectionAssert.AreEqual(new long[] { 3, 8 }, y.shape, name);
         }
+    }
+
+    /// <summary>A diamond as other code would type it: doubles, an integer, a Boolean, a key made upstream.</summary>
+    private sealed class TypedDiamond
+    {
+        public double Carat { get; set; }
+        public int Depth { get; set; }
+        public bool Premium { get; set; }
+        public string Clarity { get; set; } = "";
+        public double Price { get; set; }
+    }
+
+    [TestMethod]
+    public void ColumnsOfOtherTypesStreamedWithValidationDataTrainTheSame()
+    {
+        var ml = new MLContext(seed: 1);
+        var (train, test) = DiamondRows.Value;
+        IDataView Typed(IEnumerable<DiamondRow> rows) => ml.Data.LoadFromEnumerable(rows.Select(r => new TypedDiamond
+        {
+            Carat = r.Carat, Depth = (int)Math.Round(r.Depth), Premium = r.Cut is "Premium" or "Ideal", Clarity = r.Clarity, Price = r.Price,
+        }));
+        // The categorical column arrives as a key the user's pipeline made, the label as a Double.
+        var keyed = ml.Transforms.Conversion.MapValueToKey("ClarityKey", nameof(TypedDiamond.Clarity)).Fit(Typed(Every(train, 4000)));
+        var options = new TabularNetworkOptions
+        {
+            NumericColumnNames = [nameof(TypedDiamond.Carat), nameof(TypedDiamond.Depth), nameof(TypedDiamond.Premium)], CategoricalColumnNames = ["ClarityKey"],
+            LabelColumnName = nameof(TypedDiamond.Price), Task = TabularTaskKind.Regression, Epochs = 8, Width = 64, Depth = 2, Seed = 1,
+            DataLoading = DataLoadingMode.Streaming, EarlyStoppingPatience = 3,
+        };
+        var result = ml.Transforms.DeepVariants.TabularNetwork(options)
+            .Train(keyed.Transform(Typed(Every(train, 4000))), keyed.Transform(Typed(Every(test, 1000).Take(500))));
+        var scored = result.Model.Transform(keyed.Transform(Typed(Every(test, 1000).Skip(500))));
+        var prices = scored.GetColumn<double>(nameof(TypedDiamond.Price)).ToArray();
+        var predicted = scored.GetColumn<float>("Score").ToArray();
+        double mean = prices.Average();
+        double r2 = 1 - prices.Zip(predicted, (y, p) => (y - p) * (y - p)).Sum() / prices.Sum(y => (y - mean) * (y - mean));
+        TestContext.WriteLine($"doubles, an int, a Boolean and a key, streamed, validated: R² {r2:F4} after {result.History.Epochs.Count} epochs " +
+            $"(best {result.History.BestEpoch}, validation loss {result.History.Epochs[^1].ValidationLoss:F4})");
+        Assert.IsTrue(result.History.Epochs.All(e => e.ValidationLoss is not null), "validation ran every epoch");
+        Assert.IsGreaterThan(0.9, r2);
     }
 }

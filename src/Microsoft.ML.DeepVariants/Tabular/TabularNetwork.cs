@@ -21,6 +21,14 @@ internal sealed record TabularPlan(float[] NumericMean, float[] NumericScale, lo
     /// <summary>The image stream's [channels, height, width], or null when there is none.</summary>
     public int[]? Image { get; init; }
 
+    /// <summary>The series stream's [channels, steps], or null when there is none.</summary>
+    public int[]? Series { get; init; }
+
+    public int SeriesSize => Series is { } s ? s[0] * s[1] : 0;
+
+    /// <summary>The streams the network joins: the table, the image, the series, those present.</summary>
+    public int Streams => (HasTable ? 1 : 0) + (Image is null ? 0 : 1) + (Series is null ? 0 : 1);
+
     public int NumericSlots => NumericMean.Length;
 
     public int ImageSize => Image is { } i ? i[0] * i[1] * i[2] : 0;
@@ -28,8 +36,8 @@ internal sealed record TabularPlan(float[] NumericMean, float[] NumericScale, lo
     /// <summary>True when the network reads numbers or categories.</summary>
     public bool HasTable => NumericSlots + Categories.Length > 0;
 
-    /// <summary>The values of one input row: the numeric slots, one category code per categorical column (0 missing, k the k-th category), the image's pixels.</summary>
-    public int InputSize => NumericSlots + Categories.Length + ImageSize;
+    /// <summary>The values of one input row: the numeric slots, one category code per categorical column (0 missing, k the k-th category), the image's pixels, the series' values.</summary>
+    public int InputSize => NumericSlots + Categories.Length + ImageSize + SeriesSize;
 
     /// <summary>What the first layer reads: standardized numbers, indicators, embeddings.</summary>
     public int FeatureSize => NumericSlots + IndicatorSlots.Length + EmbeddingSizes.Sum();
@@ -47,8 +55,13 @@ internal sealed record TabularPlan(float[] NumericMean, float[] NumericScale, lo
         {
             count += image[0] * 32L * 9 + 32 + 2 * 32 + 32L * 64 * 9 + 64 + 2 * 64;       // two convolution stages with batch norm
             count += 64L * (image[1] / 4) * (image[2] / 4) * w + w;                      // to the shared width
-            if (HasTable)
-                count += 2 * w * w + w;                                                 // fusion
+        }
+        if (Series is { } series)
+            count += series[0] * 64L * 7 + 64 + 2 * 64 + 64L * 128 * 5 + 128 + 2 * 128 + 128L * 64 * 3 + 64 + 2 * 64 + 64 * w + w;
+        if (Streams > 1)
+        {
+            long joined = Streams * w, output = o.Fusion == StreamFusion.Concatenate ? w : joined;
+            count += joined * output + output;                                          // fusion
         }
         count += o.Residual ? o.Depth * (norm + 2 * (w * w + w)) : (o.Depth - 1) * (w * w + w) + o.Depth * norm;
         count += (o.Residual ? norm : 0) + Heads.Sum(h => w * h.Outputs + h.Outputs);
@@ -61,8 +74,9 @@ internal sealed record TabularPlan(float[] NumericMean, float[] NumericScale, lo
 /// tabular data"). Each row is its numeric slots and one code per categorical column. A missing number (NaN) reads as
 /// its training mean, with an indicator input where training saw missing values; the numbers are standardized; each
 /// category code picks a row of its column's embedding table (row 0 for a missing or unseen value); a linear stem
-/// takes them to the shared width. An image stream (two convolution stages, then a linear layer to the same width)
-/// joins it by concatenation and a linear layer, or by a gated sum g a + (1 - g) b with g = sigmoid(W [a; b]). Then
+/// takes them to the shared width. An image stream (two convolution stages, then a linear layer to the same width) and a
+/// series stream (three temporal convolutions, global average pooling, a linear layer) join it by concatenation and a
+/// linear layer, or by a gated sum Σ g_i s_i with per-unit gates g = softmax over the streams of W [s_1; s_2; ...]. Then
 /// <list type="bullet">
 /// <item>residual (default): h = h + Dropout(Linear(Dropout(ReLU(Linear(Norm(h)))))) per block; ReLU(Norm(h)) to the heads;</item>
 /// <item>plain: h = Dropout(ReLU(Norm(h))) after the stem, and after each further Linear, to the heads;</item>
@@ -80,6 +94,7 @@ internal sealed class TabularNetwork : Module<Tensor, Tensor>
     private readonly ModuleList<Embedding> embeddings;
     private readonly Linear? stem;
     private readonly Sequential? image_trunk;
+    private readonly Sequential? series_trunk;
     private readonly Linear? fusion;
     private readonly ModuleList<Module<Tensor, Tensor>> norms;
     private readonly ModuleList<Linear> first;
@@ -104,8 +119,18 @@ internal sealed class TabularNetwork : Module<Tensor, Tensor>
                 ("conv1", Conv2d(c, 32, 3, padding: 1)), ("bn1", BatchNorm2d(32)), ("relu1", ReLU()), ("pool1", MaxPool2d(2)),
                 ("conv2", Conv2d(32, 64, 3, padding: 1)), ("bn2", BatchNorm2d(64)), ("relu2", ReLU()), ("pool2", MaxPool2d(2)),
                 ("flatten", Flatten()), ("to_width", Linear(64L * (height / 4) * (width / 4), w)));
-            fusion = plan.HasTable ? Linear(2 * w, w) : null;
         }
+        if (plan.Series is [int seriesChannels, _])
+        {
+            // A series is a one-row image [C, 1, T]: 1 x k convolutions are temporal ones, with ONNX's own Conv.
+            series_trunk = Sequential(
+                ("conv1", Conv2d(seriesChannels, 64, (1, 7), padding: (0, 3))), ("bn1", BatchNorm2d(64)), ("relu1", ReLU()),
+                ("conv2", Conv2d(64, 128, (1, 5), padding: (0, 2))), ("bn2", BatchNorm2d(128)), ("relu2", ReLU()),
+                ("conv3", Conv2d(128, 64, (1, 3), padding: (0, 1))), ("bn3", BatchNorm2d(64)), ("relu3", ReLU()),
+                ("gap", AdaptiveAvgPool2d(1)), ("flatten", Flatten()), ("to_width", Linear(64, w)));
+        }
+        if (plan.Streams > 1)
+            fusion = Linear(plan.Streams * w, options.Fusion == StreamFusion.Concatenate ? w : plan.Streams * w);
         int blocks = options.Depth;
         norms = new ModuleList<Module<Tensor, Tensor>>(options.Normalization == TabularNormalization.None ? [] : Enumerable.Range(0, blocks).Select(_ => Norm(w)).ToArray());
         // A plain stack's first layer is the stem; each further layer is a Linear of its own.
@@ -142,7 +167,11 @@ internal sealed class TabularNetwork : Module<Tensor, Tensor>
         var image = _plan.Image is [int channels, int height, int width]
             ? image_trunk!.call(input.narrow(1, p + embeddings.Count, _plan.ImageSize).reshape(-1, channels, height, width))
             : null;
-        var h = table is not null && image is not null ? Fuse(table, image) : table ?? image!;
+        var series = _plan.Series is [int seriesChannels, int steps]
+            ? series_trunk!.call(input.narrow(1, p + embeddings.Count + _plan.ImageSize, _plan.SeriesSize).reshape(-1, steps, seriesChannels).permute(0, 2, 1).unsqueeze(2))
+            : null;
+        Tensor[] streams = [.. new[] { table, image, series }.OfType<Tensor>()];
+        var h = streams.Length == 1 ? streams[0] : Fuse(streams);
         if (_options.Residual)
         {
             for (int i = 0; i < _options.Depth; i++)
@@ -157,14 +186,14 @@ internal sealed class TabularNetwork : Module<Tensor, Tensor>
         return cat(heads.Select(head => head.call(h)).ToList(), 1);
     }
 
-    // Both streams at the shared width: concatenated through a linear layer, or summed through a learned gate.
-    private Tensor Fuse(Tensor table, Tensor image)
+    // The streams at the shared width: concatenated through a linear layer, or summed with per-unit softmax gates over them.
+    private Tensor Fuse(Tensor[] streams)
     {
-        var joined = fusion!.call(cat([table, image], 1));
+        var joined = fusion!.call(cat(streams, 1));
         if (_options.Fusion == StreamFusion.Concatenate)
             return joined;
-        var gate = sigmoid(joined);
-        return gate * table + (1 - gate) * image;
+        var gates = joined.view(-1, streams.Length, _options.Width).softmax(1);
+        return stack(streams, 1).mul(gates).sum(1);
     }
 
     /// <summary>
@@ -173,7 +202,7 @@ internal sealed class TabularNetwork : Module<Tensor, Tensor>
     /// stream, and one output per head, named by
     /// <paramref name="outputName"/>: logits [K], a binary logit [1], a regression's value in the label's units [1].
     /// </summary>
-    public byte[] ExportOnnx(string? numbersColumn, IReadOnlyList<string> keyColumns, string? imageColumn, Func<TabularHead, string> outputName)
+    public byte[] ExportOnnx(string? numbersColumn, IReadOnlyList<string> keyColumns, string? imageColumn, string? seriesColumn, Func<TabularHead, string> outputName)
     {
         eval();
         // ML.NET's ONNX transformer feeds one row a call, without a batch dimension: the row becomes a batch of one.
@@ -210,18 +239,22 @@ internal sealed class TabularNetwork : Module<Tensor, Tensor>
             using var example = zeros(1, channels, height, width);
             image = OnnxModuleExporter.Export(b, image_trunk!, pixels, example);
         }
-        string h;
-        if (table is not null && image is not null)
+        string? series = null;
+        if (_plan.Series is [int seriesChannels, int steps])
         {
-            h = Gemm(b, fusion!, b.AddNode("Concat", [table, image], OnnxGraphBuilder.Int("axis", 1)));
-            if (_options.Fusion == StreamFusion.GatedSum)
-            {
-                string gate = b.AddNode("Sigmoid", [h]);
-                h = b.AddNode("Add", [b.AddNode("Mul", [gate, table]), b.AddNode("Mul", [b.AddNode("Sub", [b.AddInitializer("one", ones(1)), gate]), image])]);
-            }
+            string values = b.AddNode("Reshape", [b.AddInput(seriesColumn!, batched: false, _plan.SeriesSize), b.AddInitializer("series_shape", [1L, steps, seriesChannels])]);
+            values = b.AddNode("Unsqueeze", [b.AddNode("Transpose", [values], OnnxGraphBuilder.Ints("perm", [0, 2, 1])), b.AddInitializer("height_axis", [2L])]);
+            using var example = zeros(1, seriesChannels, 1, steps);
+            series = OnnxModuleExporter.Export(b, series_trunk!, values, example);
         }
-        else
-            h = table ?? image!;
+        string[] streams = [.. new[] { table, image, series }.OfType<string>()];
+        string h = streams.Length == 1 ? streams[0] : Gemm(b, fusion!, b.AddNode("Concat", streams, OnnxGraphBuilder.Int("axis", 1)));
+        if (streams.Length > 1 && _options.Fusion == StreamFusion.GatedSum)
+        {
+            string gates = b.AddNode("Softmax", [b.AddNode("Reshape", [h, b.AddInitializer("gate_shape", [1L, streams.Length, _options.Width])])], OnnxGraphBuilder.Int("axis", 1));
+            string stacked = b.AddNode("Concat", [.. streams.Select(s => b.AddNode("Unsqueeze", [s, b.AddInitializer("stream_axis", [1L])]))], OnnxGraphBuilder.Int("axis", 1));
+            h = b.AddNode("ReduceSum", [b.AddNode("Mul", [stacked, gates]), b.AddInitializer("stream_axis", [1L])], OnnxGraphBuilder.Int("keepdims", 0));
+        }
         if (_options.Residual)
         {
             for (int i = 0; i < _options.Depth; i++)

@@ -105,6 +105,14 @@ public sealed class TabularNetworkEstimator : DeepVariantsEstimator<TabularNetwo
                 if (!image.IsFloatVector || image.Kind == SchemaShape.Column.VectorKind.VariableVector || schema.HasSizes && image.Size != pixels)
                     throw schema.Mismatch(image, $"a Vector<Single, {pixels}> of {o.ImageChannels} x {o.ImageHeight} x {o.ImageWidth} pixels (CHW; ExtractPixels writes them)");
             }
+            if (o.SeriesColumnName is { } seriesColumn)
+            {
+                var series = schema.Require(seriesColumn);
+                int values = o.SeriesChannels * o.SeriesLength;
+                if (!series.IsFloatVector || series.Kind == SchemaShape.Column.VectorKind.VariableVector || schema.HasSizes && series.Size != values)
+                    throw schema.Mismatch(series, $"a Vector<Single, {values}> of {o.SeriesLength} steps of {o.SeriesChannels} values, step-major " +
+                        "(series of other lengths: pad them to one length, or use the sequence classifier)");
+            }
             if (inputs.Count > 0)
                 steps.Add(ml.Transforms.Concatenate(InputsColumn, [.. inputs]));
             else
@@ -137,12 +145,13 @@ public sealed class TabularNetworkEstimator : DeepVariantsEstimator<TabularNetwo
                 Preprocessing = steps.Aggregate((IEstimator<ITransformer>?)null, (chain, step) => chain is null ? step : chain.Append(step)),
                 TemporaryColumns = temporary,
                 ExtraOutputs = outputs,
-                InputColumn = o.NumericColumnNames.Concat(o.CategoricalColumnNames).FirstOrDefault() ?? o.ImageColumnName!,
-                Description = (o.HasTable, o.ImageColumnName is not null) switch
+                InputColumn = o.NumericColumnNames.Concat(o.CategoricalColumnNames).FirstOrDefault() ?? o.ImageColumnName ?? o.SeriesColumnName!,
+                Description = (o.HasTable, o.ImageColumnName is not null, o.SeriesColumnName is not null) switch
                 {
-                    (true, true) => "a two-stream (table and image) network",
-                    (false, true) => "a CNN",
-                    _ => "a tabular network",
+                    (false, true, false) => "a CNN",
+                    (false, false, true) => "a temporal CNN",
+                    (true, false, false) => "a tabular network",
+                    var (table, image, series) => $"a {new[] { table ? "table" : null, image ? "image" : null, series ? "series" : null }.Count(x => x is not null)}-stream network",
                 } + (o.IsMultiTask ? $" with {o.Tasks.Count} tasks" : $" ({o.Task.ToString().ToLowerInvariant()})"),
             };
         }
@@ -275,6 +284,7 @@ public sealed class TabularNetworkEstimator : DeepVariantsEstimator<TabularNetwo
             return new TabularPlan(mean, scale, indicators, categories, [.. categories.Select(_options.EmbeddingFor)], heads)
             {
                 Image = _options.ImageColumnName is null ? null : [_options.ImageChannels, _options.ImageHeight, _options.ImageWidth],
+                Series = _options.SeriesColumnName is null ? null : [_options.SeriesChannels, _options.SeriesLength],
             };
         }
 
@@ -331,7 +341,9 @@ public sealed class TabularNetworkEstimator : DeepVariantsEstimator<TabularNetwo
                 ? (Column: prepared.Schema[Binding(h.Task).KeyColumn], Head: h)
                 : (Column: prepared.Schema[h.Task.ColumnName], Head: h)).ToArray();
             return new RowReader(new TabularFeatures(plan.NumericSlots > 0 ? prepared.Schema[InputsColumn] : null, plan.NumericSlots,
-                    [.. _keys.Select(k => prepared.Schema[k])], _options.ImageColumnName is { } image ? (prepared.Schema[image], plan.ImageSize) : null,
+                    [.. _keys.Select(k => prepared.Schema[k])],
+                    [.. new[] { (_options.ImageColumnName, plan.ImageSize), (_options.SeriesColumnName, plan.SeriesSize) }
+                        .Where(v => v.Item1 is not null).Select(v => (prepared.Schema[v.Item1!], v.Item2))],
                     SlotColumn, _options.HandleMissing),
                 new TabularTargets(targets, LabelValue, _options.IsMultiTask));
         }
@@ -348,9 +360,9 @@ public sealed class TabularNetworkEstimator : DeepVariantsEstimator<TabularNetwo
         {
             var tabular = (TabularNetwork)network;
             string? numbers = _plan!.NumericSlots > 0 ? InputsColumn : null;
-            string? image = _options.ImageColumnName;
-            byte[] onnx = tabular.ExportOnnx(numbers, _keys, image, OutputColumn);
-            return new OnnxExport(onnx, [.. numbers is null ? [] : new[] { numbers }, .. _keys, .. image is null ? [] : new[] { image }], [.. _plan.Heads.Select(OutputColumn)]);
+            string? image = _options.ImageColumnName, series = _options.SeriesColumnName;
+            byte[] onnx = tabular.ExportOnnx(numbers, _keys, image, series, OutputColumn);
+            return new OnnxExport(onnx, [.. new[] { numbers }.OfType<string>(), .. _keys, .. new[] { image, series }.OfType<string>()], [.. _plan.Heads.Select(OutputColumn)]);
         }
 
         private static string OutputColumn(TabularHead head) => Prefix + "Output." + head.Task.TaskName;
@@ -404,20 +416,20 @@ public sealed class TabularNetworkEstimator : DeepVariantsEstimator<TabularNetwo
 
 /// <summary>
 /// The tabular input of a row: the numeric slots (NaN allowed when missing values are handled), each categorical
-/// column's raw key (0 missing, k the k-th category) as a float, then the image's pixels (finite values only).
+/// column's raw key (0 missing, k the k-th category) as a float, then the image's pixels and the series' values (finite values only).
 /// </summary>
-internal sealed class TabularFeatures(DataViewSchema.Column? numbers, int slots, DataViewSchema.Column[] keys, (DataViewSchema.Column Column, int Size)? image,
+internal sealed class TabularFeatures(DataViewSchema.Column? numbers, int slots, DataViewSchema.Column[] keys, (DataViewSchema.Column Column, int Size)[] vectors,
     Func<int, string> slotColumn, bool allowMissing) : FeatureReader
 {
-    public override long[] Shape => [slots + keys.Length + (image?.Size ?? 0)];
+    public override long[] Shape => [slots + keys.Length + vectors.Sum(v => v.Size)];
     public override IEnumerable<DataViewSchema.Column> Columns =>
-        [.. numbers is { } n ? [n] : Array.Empty<DataViewSchema.Column>(), .. keys, .. image is { } i ? [i.Column] : Array.Empty<DataViewSchema.Column>()];
+        [.. numbers is { } n ? [n] : Array.Empty<DataViewSchema.Column>(), .. keys, .. vectors.Select(v => v.Column)];
 
     public override RowWriter<float> Bind(DataViewRow row, string role)
     {
         var get = numbers is { } column ? row.GetGetter<VBuffer<float>>(column) : null;
         var getKeys = keys.Select(k => row.GetGetter<uint>(k)).ToArray();
-        var pixels = image is { } i ? new VectorFeatures(i.Column, [i.Size]).Bind(row, role) : null;
+        var streams = vectors.Select(v => (Write: new VectorFeatures(v.Column, [v.Size]).Bind(row, role), v.Size)).ToArray();
         VBuffer<float> buffer = default;
         uint key = 0;
         return (long index, Span<float> destination) =>
@@ -439,7 +451,12 @@ internal sealed class TabularFeatures(DataViewSchema.Column? numbers, int slots,
                 getKeys[c](ref key);
                 destination[slots + c] = key;
             }
-            pixels?.Invoke(index, destination[(slots + keys.Length)..]);
+            int offset = slots + keys.Length;
+            foreach (var (write, size) in streams)
+            {
+                write(index, destination.Slice(offset, size));
+                offset += size;
+            }
         };
     }
 }

@@ -19,7 +19,7 @@ public enum StreamFusion
     /// <summary>Concatenated, then one linear layer to the shared width.</summary>
     Concatenate,
 
-    /// <summary>A learned gate per unit: g = sigmoid(W [a; b]), h = g a + (1 - g) b, so each unit leans on the stream that helps it.</summary>
+    /// <summary>A learned gate per unit and stream: g = softmax over the streams of W [a; b; ...], h = Σ g_i s_i, so each unit leans on the stream that helps it.</summary>
     GatedSum,
 }
 
@@ -157,7 +157,21 @@ public sealed class TabularNetworkOptions : TrainingOptions
     /// <summary>Image channels (1 grayscale, 3 RGB), with <see cref="ImageColumnName"/>. Default 1.</summary>
     public int ImageChannels { get; set; } = 1;
 
-    /// <summary>How the table's and the image's streams are joined. Default <see cref="StreamFusion.Concatenate"/>.</summary>
+    /// <summary>
+    /// A series stream: a fixed-length float vector column of <see cref="SeriesLength"/> steps of
+    /// <see cref="SeriesChannels"/> values, step-major (as the sequence classifier reads it), through a temporal
+    /// convolution trunk (FCN-style: 64, 128 and 64 filters with kernels 7, 5 and 3, batch norm, ReLU, global average
+    /// pooling, then a linear layer to <see cref="Width"/>). Default none.
+    /// </summary>
+    public string? SeriesColumnName { get; set; }
+
+    /// <summary>Steps of the series, with <see cref="SeriesColumnName"/>.</summary>
+    public int SeriesLength { get; set; }
+
+    /// <summary>Values per step of the series, with <see cref="SeriesColumnName"/>. Default 1.</summary>
+    public int SeriesChannels { get; set; } = 1;
+
+    /// <summary>How the streams (table, image, series) are joined when there are several. Default <see cref="StreamFusion.Concatenate"/>.</summary>
     public StreamFusion Fusion { get; set; } = StreamFusion.Concatenate;
 
     /// <summary>True when there are numeric or categorical columns (a table stream).</summary>
@@ -184,8 +198,17 @@ public sealed class TabularNetworkOptions : TrainingOptions
         base.Validate();
         if (NumericColumnNames is null || CategoricalColumnNames is null)
             throw new ArgumentNullException(NumericColumnNames is null ? nameof(NumericColumnNames) : nameof(CategoricalColumnNames), "Use an empty list for no columns.");
-        if (!HasTable && ImageColumnName is null)
-            throw new ArgumentException("A tabular network needs at least one input: set NumericColumnNames, CategoricalColumnNames or ImageColumnName.", nameof(NumericColumnNames));
+        if (!HasTable && ImageColumnName is null && SeriesColumnName is null)
+            throw new ArgumentException("A tabular network needs at least one input: set NumericColumnNames, CategoricalColumnNames, ImageColumnName or SeriesColumnName.",
+                nameof(NumericColumnNames));
+        if (SeriesColumnName is not null)
+        {
+            RequireColumnNames((nameof(SeriesColumnName), SeriesColumnName));
+            if (SeriesLength is < 1 or > 100_000)
+                throw new ArgumentOutOfRangeException(nameof(SeriesLength), SeriesLength, "SeriesLength must be from 1 to 100,000 steps with SeriesColumnName.");
+            if (SeriesChannels is < 1 or > 1024)
+                throw new ArgumentOutOfRangeException(nameof(SeriesChannels), SeriesChannels, "SeriesChannels must be from 1 to 1,024.");
+        }
         if (ImageColumnName is not null)
         {
             RequireColumnNames((nameof(ImageColumnName), ImageColumnName));
@@ -193,13 +216,13 @@ public sealed class TabularNetworkOptions : TrainingOptions
                 throw new ArgumentOutOfRangeException(ImageHeight is < 4 or > 1024 ? nameof(ImageHeight) : nameof(ImageWidth), "ImageHeight and ImageWidth must be from 4 to 1,024 with ImageColumnName (the trunk pools twice by 2).");
             if (ImageChannels is < 1 or > 16)
                 throw new ArgumentOutOfRangeException(nameof(ImageChannels), ImageChannels, "ImageChannels must be from 1 to 16.");
-            if (!Enum.IsDefined(Fusion))
-                throw new ArgumentOutOfRangeException(nameof(Fusion), Fusion, "Unknown fusion; use Concatenate or GatedSum.");
         }
+        if (!Enum.IsDefined(Fusion))
+            throw new ArgumentOutOfRangeException(nameof(Fusion), Fusion, "Unknown fusion; use Concatenate or GatedSum.");
         RequireColumnNames([.. NumericColumnNames.Select(c => (nameof(NumericColumnNames), (string?)c)), .. CategoricalColumnNames.Select(c => (nameof(CategoricalColumnNames), (string?)c))]);
-        var inputs = NumericColumnNames.Concat(CategoricalColumnNames).Concat(ImageColumnName is null ? [] : [ImageColumnName]).ToList();
+        var inputs = NumericColumnNames.Concat(CategoricalColumnNames).Concat(new[] { ImageColumnName, SeriesColumnName }.OfType<string>()).ToList();
         if (inputs.GroupBy(c => c).FirstOrDefault(g => g.Count() > 1) is { } twice)
-            throw new ArgumentException($"Column '{twice.Key}' is listed twice among NumericColumnNames, CategoricalColumnNames and ImageColumnName; list each input once.", nameof(NumericColumnNames));
+            throw new ArgumentException($"Column '{twice.Key}' is listed twice among NumericColumnNames, CategoricalColumnNames, ImageColumnName and SeriesColumnName; list each input once.", nameof(NumericColumnNames));
         ArgumentNullException.ThrowIfNull(Labels, nameof(Labels));
         if (Labels.Any(l => l is null))
             throw new ArgumentNullException(nameof(Labels), "Labels must not hold null entries.");
@@ -247,6 +270,7 @@ public sealed class TabularNetworkOptions : TrainingOptions
             [.. categoryCounts.Select(EmbeddingFor)], [.. headOutputs.Select(k => new TabularHead(new TabularLabel("label", TabularTaskKind.Multiclass), k))])
         {
             Image = ImageColumnName is null ? null : [ImageChannels, ImageHeight, ImageWidth],
+            Series = SeriesColumnName is null ? null : [SeriesChannels, SeriesLength],
         };
         return plan.CountParameters(this);
     }
