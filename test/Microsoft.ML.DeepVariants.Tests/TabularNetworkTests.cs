@@ -30,7 +30,7 @@ public sealed class TabularNetworkTests
         var ml = new MLContext(seed: 1);
         var (train, test) = LetterRows.Value;
         var pipeline = ml.Transforms.Conversion.MapValueToKey("Label", nameof(LetterRow.Letter))
-            .Append(ml.MulticlassClassification.Trainers.TabularNetwork(epochs: 15, width: 256, depth: 2));
+            .Append(ml.MulticlassClassification.Trainers.TabularNetwork(epochs: 10, width: 256, depth: 2));
         var model = pipeline.Fit(Load(ml, Every(train, 6000)));
         var metrics = ml.MulticlassClassification.Evaluate(model.Transform(Load(ml, Every(test, 2000))));
         TestContext.WriteLine($"Letter, 4,000 training rows: accuracy {metrics.MicroAccuracy:P2}");
@@ -45,7 +45,7 @@ public sealed class TabularNetworkTests
         var (train, test) = LetterRows.Value;
         var trainer = ml.BinaryClassification.Trainers.TabularNetwork(new TabularNetworkOptions
         {
-            LabelColumnName = nameof(LetterRow.SecondHalf), Task = TabularTaskKind.Binary, Epochs = 15, Width = 256, Depth = 2, Seed = 1,
+            LabelColumnName = nameof(LetterRow.SecondHalf), Task = TabularTaskKind.Binary, Epochs = 10, Width = 256, Depth = 2, Seed = 1,
         });
         var scored = trainer.Fit(Load(ml, Every(train, 6000))).Transform(Load(ml, Every(test, 2000)));
         var metrics = ml.BinaryClassification.Evaluate(scored, nameof(LetterRow.SecondHalf));
@@ -161,6 +161,16 @@ public sealed class TabularNetworkTests
         var metrics = ml.Regression.Evaluate(model.Transform(Load(ml, Holes(Every(test, 1000)))), nameof(DiamondRow.Price));
         TestContext.WriteLine($"carat missing on 20 % of rows: R² {metrics.RSquared:F4}");
         Assert.IsGreaterThan(0.9, metrics.RSquared);
+
+        // Every numeric slot missing somewhere (in different rows): each gets its indicator input in the served graph.
+        var everywhere = Every(train, 300).Select((r, i) => new DiamondRow
+        {
+            Carat = i % 6 == 0 ? float.NaN : r.Carat, Depth = i % 6 == 1 ? float.NaN : r.Depth, Table = i % 6 == 2 ? float.NaN : r.Table,
+            X = i % 6 == 3 ? float.NaN : r.X, Y = i % 6 == 4 ? float.NaN : r.Y, Z = i % 6 == 5 ? float.NaN : r.Z,
+            Cut = r.Cut, Color = r.Color, Clarity = r.Clarity, Price = r.Price,
+        });
+        var graph = global::Onnx.ModelProto.Parser.ParseFrom(ml.Transforms.DeepVariants.TabularNetwork(DiamondOptions(epochs: 1)).Train(Load(ml, everywhere)).OnnxModel);
+        CollectionAssert.AreEqual(new long[] { 6 }, graph.Graph.Initializer.Single(t => t.Name == "indicator_slots").Dims.ToArray());
 
         var strict = DiamondOptions(epochs: 1);
         strict.HandleMissing = false;

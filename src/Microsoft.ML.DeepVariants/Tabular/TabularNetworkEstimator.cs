@@ -197,12 +197,13 @@ public sealed class TabularNetworkEstimator : DeepVariantsEstimator<TabularNetwo
             var present = new long[slots];
             var readers = _tasks.Where(t => t.Kind != TabularTaskKind.Multiclass).ToDictionary(t => t.TaskName, t => LabelValue(train.Schema[t.ColumnName]));
             var labelStats = _tasks.ToDictionary(t => t.TaskName, _ => (Sum: 0.0, Squares: 0.0, Count: 0L, Ones: 0L));
+            long rows = 0;
             using (var cursor = train.GetRowCursor([.. inputs, .. _tasks.Where(t => t.Kind != TabularTaskKind.Multiclass).Select(t => train.Schema[t.ColumnName])]))
             {
                 var get = slots > 0 ? cursor.GetGetter<VBuffer<float>>(inputs[0]) : null;
                 var labels = readers.ToDictionary(r => r.Key, r => r.Value(cursor));
                 VBuffer<float> row = default;
-                for (long r = 0; cursor.MoveNext(); r++)
+                for (long r = 0; cursor.MoveNext(); r++, rows++)
                 {
                     get?.Invoke(ref row);
                     var values = slots > 0 ? row.DenseValues().ToArray() : [];
@@ -249,8 +250,8 @@ public sealed class TabularNetworkEstimator : DeepVariantsEstimator<TabularNetwo
                 // A constant slot keeps scale 1, so it reads as 0 rather than dividing by zero.
                 scale[i] = variance > 1e-12 ? (float)Math.Sqrt(variance) : 1f;
             }
-            long rows = present.Length > 0 ? present.Max() : 0;
-            long[] indicators = [.. Enumerable.Range(0, slots).Where(i => present[i] < rows || present[i] == 0 && rows == 0).Select(i => (long)i)];
+            // An indicator for each slot with a missing value in training (as scikit-learn's add_indicator does).
+            long[] indicators = [.. Enumerable.Range(0, slots).Where(i => present[i] < rows).Select(i => (long)i)];
             var heads = new List<TabularHead>();
             foreach (var task in _tasks)
             {
