@@ -129,8 +129,12 @@ public sealed class SweepTests
         var cancelled = RunSweep(NewJournalPath(), new SyntheticRunner { EpochMilliseconds = epochMs }, new NoEarlyStopping(),
             new SweepSettings { MaxTrials = 50, EpochsPerTrial = 5, CancellationToken = cancel.Token });
         Assert.IsLessThan(50, cancelled.Trials.Count);
-        Assert.AreEqual(TrialStatus.Stopped, cancelled.Trials[^1].Status);
-        Assert.AreEqual("the sweep was cancelled", cancelled.Trials[^1].Reason);
+        // The token fires mid-trial as a rule; on a busy machine it can fall between two trials, and then none is stopped.
+        var last = cancelled.Trials[^1];
+        if (last.Status == TrialStatus.Stopped)
+            Assert.AreEqual("the sweep was cancelled", last.Reason);
+        else
+            Assert.AreEqual(TrialStatus.Completed, last.Status, "a cancelled sweep's last trial is stopped, or completed just before the token fired");
     }
 
     [TestMethod]
