@@ -155,7 +155,7 @@ internal static class TabularBenchmark
         }
         const string trunk = "CNN trunk (32-64 filters), width 128, 1 residual block, 8 epochs, batch 64, Adam lr 0.001 cosine";
         var item = new TabularLabel(nameof(FashionStreams.FashionItem.Item), TabularTaskKind.Multiclass);
-        var group = new TabularLabel(nameof(FashionStreams.FashionItem.Group), TabularTaskKind.Multiclass) { LossWeight = 0.5f };
+        var group = new TabularLabel(nameof(FashionStreams.FashionItem.Group), TabularTaskKind.Multiclass);
         var (itemModel, itemSeconds) = Fit(Options(true, false, StreamFusion.Concatenate, item));
         double itemAlone = Accuracy(itemModel, item.ColumnName, "PredictedLabel");
         Row("Fashion-MNIST item", "single-task CNN", itemAlone, itemSeconds, trunk);
@@ -164,8 +164,8 @@ internal static class TabularBenchmark
         Row("Fashion-MNIST group", "single-task CNN", groupAlone, groupSeconds, trunk);
         var (both, bothSeconds) = Fit(Options(true, false, StreamFusion.Concatenate, item, group));
         double itemShared = Accuracy(both, item.ColumnName, "PredictedLabel.Item"), groupShared = Accuracy(both, group.ColumnName, "PredictedLabel.Group");
-        Row("Fashion-MNIST item", "multi-task CNN (item and group heads)", itemShared, bothSeconds, trunk + ", group loss weight 0.5");
-        Row("Fashion-MNIST group", "multi-task CNN (item and group heads)", groupShared, bothSeconds, trunk + ", group loss weight 0.5");
+        Row("Fashion-MNIST item", "multi-task CNN (item and group heads)", itemShared, bothSeconds, trunk + ", equal loss weights");
+        Row("Fashion-MNIST group", "multi-task CNN (item and group heads)", groupShared, bothSeconds, trunk + ", equal loss weights");
 
         var results = new Dictionary<string, double>();
         foreach (var (name, image, hint, fusion) in new[] { ("image only", true, false, StreamFusion.Concatenate), ("hint only", false, true, StreamFusion.Concatenate),
