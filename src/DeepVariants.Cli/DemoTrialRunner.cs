@@ -8,9 +8,10 @@ using SearchSpace = Microsoft.ML.DeepVariants.AutoML.SearchSpace;
 /// <summary>
 /// The demo task: a closed-form objective that needs no data, for trying the sweeper, its journal and its early
 /// stopping in seconds. Its metric rises with the epochs towards a ceiling set by the configuration; an epoch
-/// takes <c>epochMilliseconds</c>.
+/// takes <c>epochMilliseconds</c>. With <c>failEveryTrial</c>, every trial throws after its first epoch, to show how a
+/// sweep whose trials all fail ends.
 /// </summary>
-public sealed class DemoTrialRunner(int epochMilliseconds) : ITrialRunner
+public sealed class DemoTrialRunner(int epochMilliseconds, bool failEveryTrial = false) : ITrialRunner
 {
     /// <summary>The demo's search space (a conditional parameter included).</summary>
     public static SearchSpace Space()
@@ -34,6 +35,8 @@ public sealed class DemoTrialRunner(int epochMilliseconds) : ITrialRunner
             double rate = configuration.GetDouble("rate");
             if (!context.ReportEpoch(epoch, ceiling * (1 - Math.Exp(-epoch * (0.2 + rate)))))
                 return;
+            if (failEveryTrial)
+                throw new InvalidOperationException("demo: this trial fails, as --demo-fail asked");
         }
     }
 

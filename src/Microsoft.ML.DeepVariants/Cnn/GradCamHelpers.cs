@@ -59,17 +59,7 @@ public static class GradCamHelpers
                 }
         }
         using var image = MLImage.CreateFromPixels(totalW, totalH, MLPixelFormat.Rgba32, pixels);
-        string full = Path.GetFullPath(path);
-        string temporary = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileNameWithoutExtension(full)}.{Guid.NewGuid():N}.png");
-        try
-        {
-            image.Save(temporary);
-            File.Move(temporary, full, overwrite: true);
-        }
-        finally
-        {
-            File.Delete(temporary);
-        }
+        PngFile.Write(path, temporary => image.Save(temporary));
     }
 
     /// <summary>The fraction of a heatmap's mass inside a rectangle of its grid (rows top..top+height-1, columns left..left+width-1).</summary>

@@ -73,18 +73,6 @@ public static class AttentionPlot
             canvas.DrawRect(margin, margin, plotWidth, plotHeight, frame);
 
         using var image = surface.Snapshot();
-        using var png = image.Encode(SKEncodedImageFormat.Png, 100);
-        string full = Path.GetFullPath(path);
-        string temporary = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileNameWithoutExtension(full)}.{Guid.NewGuid():N}.png");
-        try
-        {
-            using (var file = File.Create(temporary))
-                png.SaveTo(file);
-            File.Move(temporary, full, overwrite: true);
-        }
-        finally
-        {
-            File.Delete(temporary);
-        }
+        PngFile.Write(path, image);
     }
 }
