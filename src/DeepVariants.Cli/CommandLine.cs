@@ -41,12 +41,7 @@ public static class CommandLine
             if (Console.IsOutputRedirected)
                 console.Profile.Width = 240;
         }
-        var root = new RootCommand("DeepVariants.ML: deep-learning variants for ML.NET. Train, evaluate, predict, sweep, inspect and export models.")
-        {
-            TrainCommand.Create(console), EvaluateCommand.Create(console), PredictCommand.Create(console), SweepCommand.Create(console),
-            InspectCommand.Create(console), InspectCommand.CreateExport(console),
-        };
-        var parsed = root.Parse(args);
+        var parsed = CreateRootCommand(console).Parse(args);
         if (parsed.Errors.Count > 0)
         {
             foreach (var error in parsed.Errors)
@@ -79,6 +74,14 @@ public static class CommandLine
             return Failed;
         }
     }
+
+    /// <summary>The commands and their options, writing to <paramref name="console"/> (docs/command-line.md is generated from them).</summary>
+    public static RootCommand CreateRootCommand(IAnsiConsole console) =>
+        new("DeepVariants.ML: deep-learning variants for ML.NET. Train, evaluate, predict, sweep, inspect and export models.")
+        {
+            TrainCommand.Create(console), EvaluateCommand.Create(console), PredictCommand.Create(console), SweepCommand.Create(console),
+            InspectCommand.Create(console), InspectCommand.CreateExport(console),
+        };
 
     private static Exception Unwrap(Exception e) => e is AggregateException { InnerExceptions.Count: 1 } a ? Unwrap(a.InnerExceptions[0]) : e;
 

@@ -36,9 +36,9 @@ internal static class SweepCommand
         var resume = new Option<bool>("--resume") { Description = "Continue a journal even though it was written for other training data." };
         var output = new Option<string>("--output") { Description = "Folder for model.zip, model.json and leaderboard.csv.", DefaultValueFactory = _ => "sweep-output" };
         var plots = new Option<string?>("--plots") { Description = "Folder for sweep-best-so-far.png. Example: --plots plots" };
-        var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1 };
-        var search = new Option<SearchAlgorithm>("--search") { DefaultValueFactory = _ => SearchAlgorithm.Tpe };
-        var stopping = new Option<TrialStopping>("--early-stopping") { DefaultValueFactory = _ => TrialStopping.Asha };
+        var seed = new Option<int>("--seed") { Description = "Seed for the proposals, the trials' weights and the validation split: the same seed proposes the same trials.", DefaultValueFactory = _ => 1 };
+        var search = new Option<SearchAlgorithm>("--search") { Description = "How trials are proposed: Tpe (learns from the finished trials) or Random.", DefaultValueFactory = _ => SearchAlgorithm.Tpe };
+        var stopping = new Option<TrialStopping>("--early-stopping") { Description = "How bad trials stop early: Asha (successive halving by rungs of epochs), Median or None.", DefaultValueFactory = _ => TrialStopping.Asha };
         var size = new Option<int>("--image-size") { Description = "Images are resized to this many pixels square.", DefaultValueFactory = _ => 28 };
         var rgb = new Option<bool>("--rgb") { Description = "Keep colour (3 channels) instead of grayscale." };
         var corrupt = new Option<CorruptImages>("--on-corrupt") { Description = "An image that does not decode: Fail or Skip.", DefaultValueFactory = _ => CorruptImages.Fail };

@@ -36,7 +36,8 @@ internal static class TrainCommand
         var holdout = new Option<double>("--holdout") { Description = "Fraction of the training data held out for validation when --validation is not given; 0 trains on all of it. Example: --holdout 0.1", DefaultValueFactory = _ => 0.2 };
         var label = new Option<string>("--label") { Description = "A CSV's label column. Example: --label price", DefaultValueFactory = _ => "Label" };
         var task = new Option<TableTask>("--task") { Description = "A CSV's task: Auto (regression for a numeric label, classification otherwise), Classification or Regression.", DefaultValueFactory = _ => TableTask.Auto };
-        var epochs = new Option<int?>("--epochs") { Description = "Epochs to train; each model's default when left out (CNN 5, sequence 5, table 20). Example: --epochs 10" };
+        var epochs = new Option<int?>("--epochs") { Description = $"Epochs to train; each model's default when left out (CNN {new CnnClassifierOptions().Epochs}, " +
+            $"sequence {new SequenceClassifierOptions().Epochs}, table {new TabularNetworkOptions().Epochs}). Example: --epochs 10" };
         var batchSize = new Option<int?>("--batch-size") { Description = "Rows per training batch; each model's default when left out." };
         var size = new Option<int>("--image-size") { Description = "Images are resized to this many pixels square. Example: --image-size 64", DefaultValueFactory = _ => 28 };
         var rgb = new Option<bool>("--rgb") { Description = "Keep colour (3 channels) instead of grayscale." };
