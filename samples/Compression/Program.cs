@@ -9,6 +9,7 @@ using Microsoft.ML.DeepVariants.Cnn;
 using Microsoft.ML.DeepVariants.Datasets;
 using Microsoft.ML.DeepVariants.Distillation;
 using Microsoft.ML.DeepVariants.Pruning;
+using DeepVariants.Samples;
 using Spectre.Console;
 
 var rows = new Option<int>("--train-rows") { Description = "Training images.", DefaultValueFactory = _ => 20000 };
@@ -23,32 +24,37 @@ static int Run(int trainRows, int epochs)
     var ml = new MLContext(seed: 1);
     var classes = ml.Data.LoadFromEnumerable(FashionMnist.ClassNames.Select(n => new ClassName { Label = n }));
     var toKey = ml.Transforms.Conversion.MapValueToKey("Label", keyData: classes);
-    var trainRaw = FashionMnist.Load(ml, FashionMnistSplit.Train, trainRows);
-    var testRaw = FashionMnist.Load(ml, FashionMnistSplit.Test);
-    var train = ml.Data.Cache(toKey.Fit(trainRaw).Transform(trainRaw));
-    var test = ml.Data.Cache(toKey.Fit(testRaw).Transform(testRaw));
+    var (train, test) = SampleConsole.Phase("Reading Fashion-MNIST", () =>
+    {
+        var trainRaw = FashionMnist.Load(ml, FashionMnistSplit.Train, trainRows);
+        var testRaw = FashionMnist.Load(ml, FashionMnistSplit.Test);
+        return (ml.Data.Cache(toKey.Fit(trainRaw).Transform(trainRaw)), ml.Data.Cache(toKey.Fit(testRaw).Transform(testRaw)));
+    });
     CnnClassifierOptions Options(CnnArchitecture architecture) => new()
     {
         ImageHeight = 28, ImageWidth = 28, Architecture = architecture, Epochs = epochs, LearningRate = 2e-3f, Schedule = LearningRateSchedule.Cosine,
     };
-    double Accuracy(ITransformer model) => ml.MulticlassClassification.Evaluate(model.Transform(test)).MicroAccuracy;
+    double Accuracy(ITransformer model) => SampleConsole.Phase("Scoring the test images", () => ml.MulticlassClassification.Evaluate(model.Transform(test)).MicroAccuracy);
+    FitResult Fit(CnnClassifierOptions options) => SampleConsole.Train(options, () => ml.Transforms.DeepVariants.CnnClassifier(options).Train(train));
 
     var table = new Table().AddColumns("model", "parameters", "test accuracy");
     AnsiConsole.MarkupLine("Training the teacher (VGG) ...");
-    var teacher = ml.Transforms.DeepVariants.CnnClassifier(Options(new CnnArchitecture { Family = CnnFamily.Vgg, Depth = 3, Width = 32 })).Train(train);
+    var teacher = Fit(Options(new CnnArchitecture { Family = CnnFamily.Vgg, Depth = 3, Width = 32 }));
     table.AddRow("teacher: VGG", $"{teacher.ParameterCount:N0}", $"{Accuracy(teacher.Model):P2}");
 
     var student = new CnnArchitecture { Family = CnnFamily.LeNet, Width = 8, HiddenSize = 24 };
     AnsiConsole.MarkupLine("Training the student alone, then distilled ...");
-    var alone = ml.Transforms.DeepVariants.CnnClassifier(Options(student)).Train(train);
+    var alone = Fit(Options(student));
     table.AddRow("student alone: LeNet", $"{alone.ParameterCount:N0}", $"{Accuracy(alone.Model):P2}");
-    var distilled = ml.Transforms.DeepVariants.Distill(teacher.Model, new DistillationOptions { Student = Options(student), Temperature = 2, Alpha = 0.5 }).Train(train);
+    var distillation = new DistillationOptions { Student = Options(student), Temperature = 2, Alpha = 0.5 };
+    var distilled = SampleConsole.Train(distillation.Student, () => ml.Transforms.DeepVariants.Distill(teacher.Model, distillation).Train(train));
     table.AddRow("distilled student", $"{distilled.ParameterCount:N0}", $"{Accuracy(distilled.Model):P2}");
 
     foreach (double sparsity in new[] { 0.5, 0.8, 0.9 })
     {
         AnsiConsole.MarkupLine($"Pruning the teacher to {sparsity:P0} ...");
-        var pruned = ml.Transforms.DeepVariants.Prune(teacher, new PruningOptions { Sparsity = sparsity, Epochs = 1, LearningRate = 2e-4f }).Train(train, test);
+        var pruning = new PruningOptions { Sparsity = sparsity, Epochs = 1, LearningRate = 2e-4f };
+        var pruned = SampleConsole.Train(pruning, () => ml.Transforms.DeepVariants.Prune(teacher, pruning).Train(train, test));
         long nonZero = pruned.Report.Layers.Sum(l => l.Weights - l.Zeros);
         table.AddRow($"teacher pruned to {pruned.Report.Sparsity:P0}", $"{nonZero:N0} non-zero weights",
             $"{pruned.Report.AccuracyAfter:P2} ({pruned.Report.AccuracyPruned:P2} before fine-tuning)");

@@ -1,39 +1,36 @@
 // Denoising sample: trains a convolutional denoising autoencoder on Fashion-MNIST with Gaussian noise
 // (sigma 0.4, clipped to [0, 1]), reports PSNR and SSIM, and writes a PNG grid: clean | noisy | denoised.
-//   dotnet run -c Release --project samples/Denoising -- --epochs 3 --grid denoising-grid.png
+//   dotnet run -c Release --project samples/Denoising -- --epochs 3 --output output/denoising
 using System.CommandLine;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.DeepVariants;
 using Microsoft.ML.DeepVariants.Autoencoders;
 using Microsoft.ML.DeepVariants.Datasets;
+using DeepVariants.Samples;
 using Spectre.Console;
 
 var epochs = new Option<int>("--epochs") { Description = "Training epochs.", DefaultValueFactory = _ => 3 };
 var rows = new Option<int>("--train-rows") { Description = "Training images.", DefaultValueFactory = _ => 20000 };
-var grid = new Option<string>("--grid") { Description = "Where to write the PNG grid.", DefaultValueFactory = _ => "denoising-grid.png" };
+var output = new Option<string>("--output") { Description = "Folder for denoising-grid.png (relative to the working directory).", DefaultValueFactory = _ => Path.Combine("output", "denoising") };
 var data = new Option<string>("--data") { Description = "Folder with the Fashion-MNIST IDX files.", DefaultValueFactory = _ => FashionMnist.DefaultDirectory };
-var root = new RootCommand("Train a denoising autoencoder on Fashion-MNIST and draw what it does.") { epochs, rows, grid, data };
-root.SetAction(r => Run(r.GetValue(epochs), r.GetValue(rows), r.GetValue(grid)!, r.GetValue(data)!));
+var root = new RootCommand("Train a denoising autoencoder on Fashion-MNIST and draw what it does.") { epochs, rows, output, data };
+root.SetAction(r => Run(r.GetValue(epochs), r.GetValue(rows), r.GetValue(output)!, r.GetValue(data)!));
 return root.Parse(args).Invoke();
 
-static int Run(int epochs, int trainRows, string gridPath, string dataFolder)
+static int Run(int epochs, int trainRows, string outputFolder, string dataFolder)
 {
     NativeAllocator.KeepFreedMemory();
+    string gridPath = Path.Combine(SampleConsole.OutputFolder(outputFolder), "denoising-grid.png");
     const float sigma = 0.4f;
     var ml = new MLContext(seed: 1);
-    var train = FashionMnist.Load(ml, FashionMnistSplit.Train, trainRows, dataFolder);
+    var train = SampleConsole.Phase("Reading Fashion-MNIST", () => ml.Data.Cache(FashionMnist.Load(ml, FashionMnistSplit.Train, trainRows, dataFolder)));
     var options = new DenoisingAutoencoderOptions
     {
         Kind = AutoencoderKind.Convolutional, ImageHeight = 28, ImageWidth = 28, CodeSize = 128,
         NoiseStandardDeviation = sigma, InputMinimum = 0, InputMaximum = 1, Epochs = epochs, BatchSize = 64,
     };
-    ITransformer model = null!;
-    AnsiConsole.Status().Start("Training", status =>
-    {
-        options.Progress = new InlineProgress(p => status.Status($"Epoch {p.Epoch}/{p.Epochs}, batch {p.Batch}/{p.Batches}, loss {p.Loss:F4}"));
-        model = ml.Transforms.DeepVariants.DenoisingAutoencoder(options).Fit(train);
-    });
+    ITransformer model = SampleConsole.Train(options, () => ml.Transforms.DeepVariants.DenoisingAutoencoder(options).Fit(train));
 
     var random = new Random(7);
     var test = FashionMnist.Read(FashionMnistSplit.Test, 1000, dataFolder).Select(image => new Pair
@@ -85,7 +82,3 @@ sealed class Pair
     public float[] Clean { get; set; } = [];
 }
 
-sealed class InlineProgress(Action<TrainingProgress> report) : IProgress<TrainingProgress>
-{
-    public void Report(TrainingProgress value) => report(value);
-}

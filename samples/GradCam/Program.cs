@@ -1,36 +1,38 @@
 // Grad-CAM sample: trains a CNN classifier on Fashion-MNIST with a Grad-CAM output column, then writes a grid of
 // heatmap overlays for test images (red: the pixels that drove the predicted class).
-//   dotnet run -c Release --project samples/GradCam -- --epochs 2 --grid gradcam-grid.png
+//   dotnet run -c Release --project samples/GradCam -- --epochs 2 --output output/gradcam
 using System.CommandLine;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.DeepVariants;
 using Microsoft.ML.DeepVariants.Cnn;
 using Microsoft.ML.DeepVariants.Datasets;
+using DeepVariants.Samples;
 using Spectre.Console;
 
 var epochs = new Option<int>("--epochs") { Description = "Training epochs.", DefaultValueFactory = _ => 2 };
 var rows = new Option<int>("--train-rows") { Description = "Training images.", DefaultValueFactory = _ => 20000 };
-var grid = new Option<string>("--grid") { Description = "Where to write the PNG grid.", DefaultValueFactory = _ => "gradcam-grid.png" };
+var output = new Option<string>("--output") { Description = "Folder for gradcam-grid.png (relative to the working directory).", DefaultValueFactory = _ => Path.Combine("output", "gradcam") };
 var data = new Option<string>("--data") { Description = "Folder with the Fashion-MNIST IDX files.", DefaultValueFactory = _ => FashionMnist.DefaultDirectory };
-var root = new RootCommand("Train a CNN and draw Grad-CAM heatmaps over test images.") { epochs, rows, grid, data };
-root.SetAction(r => Run(r.GetValue(epochs), r.GetValue(rows), r.GetValue(grid)!, r.GetValue(data)!));
+var root = new RootCommand("Train a CNN and draw Grad-CAM heatmaps over test images.") { epochs, rows, output, data };
+root.SetAction(r => Run(r.GetValue(epochs), r.GetValue(rows), r.GetValue(output)!, r.GetValue(data)!));
 return root.Parse(args).Invoke();
 
-static int Run(int epochs, int trainRows, string gridPath, string dataFolder)
+static int Run(int epochs, int trainRows, string outputFolder, string dataFolder)
 {
     NativeAllocator.KeepFreedMemory();
+    string gridPath = Path.Combine(SampleConsole.OutputFolder(outputFolder), "gradcam-grid.png");
     var ml = new MLContext(seed: 1);
-    var train = FashionMnist.Load(ml, FashionMnistSplit.Train, trainRows, dataFolder);
+    var train = SampleConsole.Phase("Reading Fashion-MNIST", () => ml.Data.Cache(FashionMnist.Load(ml, FashionMnistSplit.Train, trainRows, dataFolder)));
+    var options = new CnnClassifierOptions
+    {
+        ImageHeight = 28, ImageWidth = 28, Epochs = epochs, BatchSize = 64, GradCamColumnName = "GradCam",
+        Architecture = new CnnArchitecture { Family = CnnFamily.ResNet, Depth = 3, Width = 32 },
+    };
     var pipeline = ml.Transforms.Conversion.MapValueToKey("Label")
-        .Append(ml.Transforms.DeepVariants.CnnClassifier(new CnnClassifierOptions
-        {
-            ImageHeight = 28, ImageWidth = 28, Epochs = epochs, BatchSize = 64, GradCamColumnName = "GradCam",
-            Architecture = new CnnArchitecture { Family = CnnFamily.ResNet, Depth = 3, Width = 32 },
-        }))
+        .Append(ml.Transforms.DeepVariants.CnnClassifier(options))
         .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedClass", "PredictedLabel"));
-    ITransformer model = null!;
-    AnsiConsole.Status().Start("Training", _ => model = pipeline.Fit(train));
+    ITransformer model = SampleConsole.Train(options, () => pipeline.Fit(train));
 
     var testRows = FashionMnist.Read(FashionMnistSplit.Test, 16, dataFolder);
     var scored = model.Transform(ml.Data.LoadFromEnumerable(testRows));

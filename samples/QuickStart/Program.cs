@@ -1,5 +1,5 @@
 // Quick start: train a CNN on Fashion-MNIST inside an ML.NET pipeline, evaluate it, save it, load it back
-// in a fresh MLContext and predict. Run from the repository root:
+// in a fresh MLContext and predict. Run from any folder; files go to --output:
 //   dotnet run -c Release --project samples/QuickStart            (about 3 minutes on 2 cores)
 //   dotnet run -c Release --project samples/QuickStart -- --epochs 15 --architecture ResNet
 using System.CommandLine;
@@ -8,24 +8,26 @@ using Microsoft.ML;
 using Microsoft.ML.DeepVariants;
 using Microsoft.ML.DeepVariants.Cnn;
 using Microsoft.ML.DeepVariants.Datasets;
+using DeepVariants.Samples;
 using Spectre.Console;
 
 var epochs = new Option<int>("--epochs") { Description = "Passes over the 60,000 training images.", DefaultValueFactory = _ => 5 };
 var architecture = new Option<CnnFamily>("--architecture") { Description = "LeNet, Vgg, ResNet, Inception or DenseNet.", DefaultValueFactory = _ => CnnFamily.LeNet };
 var data = new Option<string>("--data") { Description = "Folder with the Fashion-MNIST IDX files.", DefaultValueFactory = _ => FashionMnist.DefaultDirectory };
-var output = new Option<string>("--model") { Description = "Where to save the ML.NET model zip.", DefaultValueFactory = _ => "fashion-cnn.zip" };
+var output = new Option<string>("--output") { Description = "Folder for fashion-cnn.zip (relative to the working directory).", DefaultValueFactory = _ => Path.Combine("output", "quickstart") };
 var seed = new Option<int>("--seed") { Description = "MLContext seed.", DefaultValueFactory = _ => 1 };
 var root = new RootCommand("Train a CNN on Fashion-MNIST with DeepVariants.ML and ML.NET.") { epochs, architecture, data, output, seed };
 root.SetAction(result => Run(result.GetValue(epochs), result.GetValue(architecture), result.GetValue(data)!, result.GetValue(output)!, result.GetValue(seed)));
 return root.Parse(args).Invoke();
 
-static int Run(int epochs, CnnFamily architecture, string dataFolder, string modelPath, int seed)
+static int Run(int epochs, CnnFamily architecture, string dataFolder, string outputFolder, int seed)
 {
     NativeAllocator.KeepFreedMemory();
+    string modelPath = Path.Combine(SampleConsole.OutputFolder(outputFolder), "fashion-cnn.zip");
     var clock = Stopwatch.StartNew();
     var ml = new MLContext(seed);
-    var train = FashionMnist.Load(ml, FashionMnistSplit.Train, directory: dataFolder);
-    var test = FashionMnist.Load(ml, FashionMnistSplit.Test, directory: dataFolder);
+    var (train, test) = SampleConsole.Phase("Reading Fashion-MNIST", () => (ml.Data.Cache(FashionMnist.Load(ml, FashionMnistSplit.Train, directory: dataFolder)),
+        ml.Data.Cache(FashionMnist.Load(ml, FashionMnistSplit.Test, directory: dataFolder))));
 
     var options = new CnnClassifierOptions
     {
@@ -40,29 +42,10 @@ static int Run(int epochs, CnnFamily architecture, string dataFolder, string mod
     var pipeline = ml.Transforms.DeepVariants.CnnClassifier(options)
         .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedClass", "PredictedLabel"));
 
-    ITransformer model = null!;
-    AnsiConsole.Progress()
-        .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new SpinnerColumn())
-        .Start(context =>
-        {
-            var bars = Enumerable.Range(1, epochs).Select(e => context.AddTask($"Epoch {e}/{epochs}", autoStart: false)).ToArray();
-            options.Progress = new InlineProgress(p =>
-            {
-                var bar = bars[p.Epoch - 1];
-                if (!bar.IsStarted)
-                    bar.StartTask();
-                bar.MaxValue = p.Batches;
-                bar.Value = p.Batch;
-                bar.Description = $"Epoch {p.Epoch}/{p.Epochs} loss {p.Loss:F3}";
-                if (p.IsEpochEnd)
-                    bar.StopTask();
-            });
-            model = pipeline.Fit(labelKeys.Transform(train));
-        });
+    ITransformer model = SampleConsole.Train(options, () => pipeline.Fit(labelKeys.Transform(train)));
     double trainSeconds = clock.Elapsed.TotalSeconds;
 
-    var scored = model.Transform(labelKeys.Transform(test));
-    var metrics = ml.MulticlassClassification.Evaluate(scored);
+    var metrics = SampleConsole.Phase("Scoring the 10,000 test images", () => ml.MulticlassClassification.Evaluate(model.Transform(labelKeys.Transform(test))));
     AnsiConsole.MarkupLine($"[bold]{architecture}[/], {epochs} epochs: test accuracy [green]{metrics.MicroAccuracy:P2}[/] (macro {metrics.MacroAccuracy:P2}), trained in {trainSeconds:F0} s");
 
     var table = new Table().Title("Confusion (rows: truth, columns: predicted)").AddColumn("");
@@ -106,7 +89,3 @@ sealed class ClassPrediction
     public float[] Score { get; set; } = [];
 }
 
-sealed class InlineProgress(Action<TrainingProgress> report) : IProgress<TrainingProgress>
-{
-    public void Report(TrainingProgress value) => report(value);
-}
