@@ -71,4 +71,17 @@ fi
 echo "Installing the deepvariants tool from the feed ..."
 dotnet tool install deepvariants --tool-path "$work/tools" --version "$version" --configfile "$work/nuget.config"
 "$work/tools/deepvariants" --help | head -n 20
+# The installed tool reads the model the trainer saved, and refuses a missing file with exit code 2.
+"$work/tools/deepvariants" inspect "$work/model.zip" | tee "$work/inspect.txt"
+grep -q "ONNX graph" "$work/inspect.txt"
+"$work/tools/deepvariants" export --model "$work/model.zip" --output "$work/model.onnx"
+test -s "$work/model.onnx"
+set +e
+"$work/tools/deepvariants" evaluate --model "$work/missing.zip" --data "$work" > "$work/refused.txt"
+refused=$?
+set -e
+if [ "$refused" -ne 2 ] || ! grep -q "missing.zip' does not exist" "$work/refused.txt"; then
+  echo "The tool did not refuse a missing model with exit code 2 (got $refused): $(cat "$work/refused.txt")" >&2
+  exit 1
+fi
 echo "consumer test: passed"

@@ -36,8 +36,9 @@ internal static class EvaluateCommand
         var ml = new MLContext(1);
         var saved = SavedModel.Load(ml, modelPath, "--model");
         label ??= saved.Card?.Label ?? "Label";
-        var (data, _) = saved.Read(ml, dataPath, "--data", label, corrupt, console);
-        var scored = saved.Model.Transform(data);
+        var (data, _) = TrainingFeedback.Phase(console, "Reading and checking the data", () => saved.Read(ml, dataPath, "--data", label, corrupt, console));
+        // Scored once, into memory, so that the metrics and the tables below do not run the model again.
+        var scored = TrainingFeedback.Phase(console, "Scoring", () => TrainingFeedback.Materialize(ml, saved.Model.Transform(data)));
         var predicted = scored.Schema.GetColumnOrNull("PredictedLabel");
         if (predicted is { Type: KeyDataViewType } && scored.Schema.GetColumnOrNull("Score") is { Type: VectorDataViewType })
             return Classification(ml, scored, predicted.Value, label, dataPath, plots, console);

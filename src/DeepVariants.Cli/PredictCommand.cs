@@ -33,8 +33,8 @@ internal static class PredictCommand
             throw new UsageException($"--output: '{output}' is a folder; expected the CSV file to write.");
         var ml = new MLContext(1);
         var saved = SavedModel.Load(ml, modelPath, "--model");
-        var (data, names) = saved.Read(ml, dataPath, "--data", label: null, corrupt, console);
-        var scored = saved.Model.Transform(data);
+        var (data, names) = TrainingFeedback.Phase(console, "Reading and checking the data", () => saved.Read(ml, dataPath, "--data", label: null, corrupt, console));
+        var scored = TrainingFeedback.Phase(console, "Scoring", () => TrainingFeedback.Materialize(ml, saved.Model.Transform(data)));
         var csv = new StringBuilder();
         string source = saved.Kind == SourceKind.Images ? "image" : "row";
         if (scored.Schema.GetColumnOrNull("PredictedLabel") is { Type: KeyDataViewType } predicted && scored.Schema.GetColumnOrNull("Score") is { Type: VectorDataViewType })

@@ -90,12 +90,12 @@ internal static class TrainCommand
         var ml = new MLContext(s.Seed);
         NativeAllocator.KeepFreedMemory();
         var relay = new ProgressRelay();
-        var plan = kind switch
+        var plan = TrainingFeedback.Phase(console, "Reading and checking the data", () => kind switch
         {
             SourceKind.Images => Images(ml, s, relay, console),
             SourceKind.Series => Series(ml, s, relay),
             _ => Table(ml, s, relay),
-        };
+        });
         console.MarkupLine(Markup.Escape(plan.Summary));
         var fit = TrainingFeedback.Run(console, "training", progress =>
         {

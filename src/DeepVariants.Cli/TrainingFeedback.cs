@@ -24,6 +24,27 @@ internal static class TrainingFeedback
         return result;
     }
 
+    /// <summary>Runs a phase without epochs (reading and checking data, scoring) under a spinner that names it, on a terminal.</summary>
+    public static T Phase<T>(IAnsiConsole console, string description, Func<T> work)
+    {
+        if (!console.Profile.Capabilities.Interactive)
+            return work();
+        T result = default!;
+        console.Status().Start(Markup.Escape(description + " ..."), _ => result = work());
+        return result;
+    }
+
+    /// <summary>The rows of <paramref name="data"/>, computed now (every column read once) and kept in memory.</summary>
+    public static IDataView Materialize(MLContext mlContext, IDataView data)
+    {
+        var cached = mlContext.Data.Cache(data);
+        using var cursor = cached.GetRowCursor(cached.Schema);
+        while (cursor.MoveNext())
+        {
+        }
+        return cached;
+    }
+
     /// <summary>The line an epoch ends with.</summary>
     public static string Describe(TrainingProgress e)
     {
