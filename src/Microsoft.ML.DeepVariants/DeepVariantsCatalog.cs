@@ -2,6 +2,7 @@ using Microsoft.ML.DeepVariants.Autoencoders;
 using Microsoft.ML.DeepVariants.Backbones;
 using Microsoft.ML.DeepVariants.Cnn;
 using Microsoft.ML.DeepVariants.Distillation;
+using Microsoft.ML.DeepVariants.Generative;
 using Microsoft.ML.DeepVariants.Graphs;
 using Microsoft.ML.DeepVariants.Pruning;
 using Microsoft.ML.DeepVariants.Sequences;
@@ -144,6 +145,21 @@ public sealed class DeepVariantsCatalog
     /// </code>
     /// </example>
     public DenoisingAutoencoderEstimator DenoisingAutoencoder(DenoisingAutoencoderOptions options) => new(_context, options);
+
+    /// <summary>
+    /// A variational autoencoder: per row the latent mean and log-variance, the reconstruction and <c>Score</c>, the
+    /// negative evidence lower bound (an anomaly score); its fit result also holds the generator, latents to images.
+    /// </summary>
+    /// <example>
+    /// <code>
+    /// var fit = mlContext.Transforms.DeepVariants.VariationalAutoencoder(new VariationalAutoencoderOptions
+    /// {
+    ///     Kind = VariationalAutoencoderKind.Convolutional, ImageHeight = 28, ImageWidth = 28, LatentSize = 16, Epochs = 10,
+    /// }).Train(train);
+    /// IDataView samples = fit.Generate(mlContext, count: 16, seed: 1);
+    /// </code>
+    /// </example>
+    public VariationalAutoencoderEstimator VariationalAutoencoder(VariationalAutoencoderOptions options) => new(_context, options);
 
     /// <summary>
     /// A graph convolutional network node classifier (Kipf and Welling 2017) over the graph whose edges are

@@ -53,32 +53,14 @@ public sealed class AutoencoderNetwork : Module<Tensor, Tensor>
     public static long CountParameters(DenoisingAutoencoderOptions o, int inputSize)
     {
         static long Layer(long inputs, long outputs) => inputs * outputs + outputs;
-        long count = 0;
         if (o.Kind == AutoencoderKind.Dense)
         {
-            int width = o.Width ?? 256;
-            var sizes = Enumerable.Range(0, o.Depth).Select(i => (long)Math.Max(o.CodeSize, width >> i)).ToArray();
-            long previous = inputSize;
-            foreach (long size in sizes)
-                (count, previous) = (count + Layer(previous, size), size);
-            count += Layer(previous, o.CodeSize);
-            previous = o.CodeSize;
-            foreach (long size in sizes.Reverse())
-                (count, previous) = (count + Layer(previous, size), size);
-            return count + Layer(previous, inputSize);
+            var sizes = AutoencoderStacks.DenseSizes(o.Width ?? 256, o.Depth, o.CodeSize);
+            return AutoencoderStacks.DenseParameters(inputSize, sizes, o.CodeSize) + Layer(sizes[^1], o.CodeSize);
         }
-        long baseWidth = o.Width ?? 32, inner = baseWidth << (o.Depth - 1), cells = (long)(o.ImageHeight >> o.Depth) * (o.ImageWidth >> o.Depth);
-        long channels = o.Channels;
-        for (int i = 0; i < o.Depth; i++)
-            (count, channels) = (count + Layer(channels * 9, baseWidth << i), baseWidth << i);
-        count += Layer(inner * cells, o.CodeSize) + Layer(o.CodeSize, inner * cells);
-        channels = inner;
-        for (int i = o.Depth - 1; i >= 0; i--)
-        {
-            long next = i == 0 ? o.Channels : baseWidth << (i - 1);
-            (count, channels) = (count + channels * next * 9 + next, next);
-        }
-        return count;
+        int width = o.Width ?? 32;
+        return AutoencoderStacks.ConvolutionalParameters(o.CodeSize, o.Channels, o.ImageHeight, o.ImageWidth, o.Depth, width)
+            + Layer(AutoencoderStacks.ConvolutionalBodyOutputs(o.ImageHeight, o.ImageWidth, o.Depth, width), o.CodeSize);
     }
 
     /// <inheritdoc/>
@@ -112,62 +94,18 @@ public sealed class AutoencoderNetwork : Module<Tensor, Tensor>
 
     private static (Sequential, Sequential) Dense(DenoisingAutoencoderOptions o, int inputSize)
     {
-        int width = o.Width ?? 256;
-        var sizes = Enumerable.Range(0, o.Depth).Select(i => Math.Max(o.CodeSize, width >> i)).ToArray();
-        var encoder = Sequential();
-        int previous = inputSize;
-        for (int i = 0; i < sizes.Length; i++)
-        {
-            encoder.append($"fc{i + 1}", Linear(previous, sizes[i]));
-            encoder.append($"relu{i + 1}", ReLU());
-            previous = sizes[i];
-        }
-        encoder.append("code", Linear(previous, o.CodeSize));
-        var decoder = Sequential();
-        previous = o.CodeSize;
-        for (int i = sizes.Length - 1; i >= 0; i--)
-        {
-            decoder.append($"fc{sizes.Length - i}", Linear(previous, sizes[i]));
-            decoder.append($"relu{sizes.Length - i}", ReLU());
-            previous = sizes[i];
-        }
-        decoder.append("output", Linear(previous, inputSize));
-        return (encoder, decoder);
+        var sizes = AutoencoderStacks.DenseSizes(o.Width ?? 256, o.Depth, o.CodeSize);
+        var encoder = AutoencoderStacks.DenseBody(inputSize, sizes);
+        encoder.append("code", Linear(sizes[^1], o.CodeSize));
+        return (encoder, AutoencoderStacks.DenseDecoder(o.CodeSize, sizes, inputSize));
     }
 
     private static (Sequential, Sequential) Convolutional(DenoisingAutoencoderOptions o)
     {
         int width = o.Width ?? 32;
-        int h = o.ImageHeight >> o.Depth, w = o.ImageWidth >> o.Depth;
-        int innerChannels = width << (o.Depth - 1);
-        var encoder = Sequential();
-        encoder.append("image", Unflatten(1, [o.Channels, o.ImageHeight, o.ImageWidth]));
-        int channels = o.Channels;
-        for (int i = 0; i < o.Depth; i++)
-        {
-            int next = width << i;
-            encoder.append($"conv{i + 1}", Conv2d(channels, next, 3, stride: 2, padding: 1));
-            encoder.append($"relu{i + 1}", ReLU());
-            channels = next;
-        }
-        encoder.append("flatten", Flatten());
-        encoder.append("code", Linear((long)innerChannels * h * w, o.CodeSize));
-
-        var decoder = Sequential();
-        decoder.append("expand", Linear(o.CodeSize, (long)innerChannels * h * w));
-        decoder.append("expand_relu", ReLU());
-        decoder.append("image", Unflatten(1, [innerChannels, h, w]));
-        channels = innerChannels;
-        for (int i = o.Depth - 1; i >= 0; i--)
-        {
-            int next = i == 0 ? o.Channels : width << (i - 1);
-            decoder.append($"deconv{o.Depth - i}", ConvTranspose2d(channels, next, 3, stride: 2, padding: 1, output_padding: 1));
-            if (i > 0)
-                decoder.append($"relu{o.Depth - i}", ReLU());
-            channels = next;
-        }
-        decoder.append("flatten", Flatten());
-        return (encoder, decoder);
+        var encoder = AutoencoderStacks.ConvolutionalBody(o.Channels, o.ImageHeight, o.ImageWidth, o.Depth, width);
+        encoder.append("code", Linear(AutoencoderStacks.ConvolutionalBodyOutputs(o.ImageHeight, o.ImageWidth, o.Depth, width), o.CodeSize));
+        return (encoder, AutoencoderStacks.ConvolutionalDecoder(o.CodeSize, o.Channels, o.ImageHeight, o.ImageWidth, o.Depth, width));
     }
 }
 

@@ -33,33 +33,16 @@ public static class GradCamHelpers
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(columns, nameof(columns));
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(scale, nameof(scale));
 
-        const int gutter = 4;
-        int rows = (images.Count + columns - 1) / columns;
-        int cellW = width * scale, cellH = height * scale;
-        int totalW = columns * (cellW + gutter) + gutter, totalH = rows * (cellH + gutter) + gutter;
-        var pixels = new byte[totalW * totalH * 4];
-        Array.Fill(pixels, (byte)255);
         int plane = height * width;
-        for (int i = 0; i < images.Count; i++)
+        ImageGrid.Write(path, images.Count, height, width, columns, scale, (i, p) =>
         {
-            int left = gutter + (i % columns) * (cellW + gutter), top = gutter + (i / columns) * (cellH + gutter);
-            for (int y = 0; y < cellH; y++)
-                for (int x = 0; x < cellW; x++)
-                {
-                    int p = (y / scale) * width + x / scale;
-                    float gray = 0;
-                    for (int c = 0; c < channels; c++)
-                        gray += images[i][c * plane + p];
-                    gray = Math.Clamp(gray / channels, 0f, 1f);
-                    var (r, g, b) = Jet(Math.Clamp(heatmaps[i][p], 0f, 1f));
-                    int at = ((top + y) * totalW + left + x) * 4;
-                    pixels[at] = ToByte((1 - opacity) * gray + opacity * r);
-                    pixels[at + 1] = ToByte((1 - opacity) * gray + opacity * g);
-                    pixels[at + 2] = ToByte((1 - opacity) * gray + opacity * b);
-                }
-        }
-        using var image = MLImage.CreateFromPixels(totalW, totalH, MLPixelFormat.Rgba32, pixels);
-        PngFile.Write(path, temporary => image.Save(temporary));
+            float gray = 0;
+            for (int c = 0; c < channels; c++)
+                gray += images[i][c * plane + p];
+            gray = Math.Clamp(gray / channels, 0f, 1f);
+            var (r, g, b) = Jet(Math.Clamp(heatmaps[i][p], 0f, 1f));
+            return ((1 - opacity) * gray + opacity * r, (1 - opacity) * gray + opacity * g, (1 - opacity) * gray + opacity * b);
+        });
     }
 
     /// <summary>The fraction of a heatmap's mass inside a rectangle of its grid (rows top..top+height-1, columns left..left+width-1).</summary>
@@ -75,8 +58,6 @@ public static class GradCamHelpers
         }
         return total > 0 ? inside / total : 0;
     }
-
-    private static byte ToByte(float value) => (byte)Math.Round(Math.Clamp(value, 0f, 1f) * 255);
 
     // The classic "jet" colour map: blue (0) through cyan, yellow, to red (1).
     private static (float R, float G, float B) Jet(float v) =>
