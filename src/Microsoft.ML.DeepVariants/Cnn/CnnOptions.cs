@@ -72,6 +72,19 @@ public sealed class CnnClassifierOptions : CnnOptions
 
     /// <summary>The 0-based class Grad-CAM explains; the predicted class when null.</summary>
     public int? GradCamClass { get; set; }
+
+    /// <summary>
+    /// When set, trains on adversarial examples of the network (FGSM or PGD within <see cref="AdversarialTraining.Epsilon"/>)
+    /// in place of a share of each batch, so the model resists them; <c>AdversarialEvaluation</c> measures how well.
+    /// </summary>
+    public AdversarialTraining? Adversarial { get; set; }
+
+    /// <inheritdoc/>
+    public override void Validate()
+    {
+        base.Validate();
+        Adversarial?.Validate();
+    }
 }
 
 /// <summary>Options of <see cref="CnnFeaturizerEstimator"/>: the CNN trains as a classifier, then emits its penultimate layer.</summary>

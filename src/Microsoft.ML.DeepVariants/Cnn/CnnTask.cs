@@ -70,6 +70,8 @@ internal sealed class CnnTask : FitTask
 
     public override Func<Tensor, Tensor>? Corrupt => Options.Augmentation is { } augmentation ? augmentation.Apply : null;
 
+    public override AdversarialTraining? Adversarial => (Options as CnnClassifierOptions)?.Adversarial;
+
     public override OnnxExport Export(nn.Module<Tensor, Tensor> module)
     {
         var network = (CnnNetwork)module;

@@ -123,6 +123,9 @@ internal abstract class FitTask
     /// <summary>Applied to training batches only (augmentation, noise).</summary>
     public virtual Func<Tensor, Tensor>? Corrupt => null;
 
+    /// <summary>Adversarial training of the network, or null.</summary>
+    public virtual AdversarialTraining? Adversarial => null;
+
     /// <summary>Whether each epoch draws the rows in a new order (a graph trains on all its nodes at once, in order).</summary>
     public virtual bool Shuffle => true;
 
@@ -408,6 +411,7 @@ public abstract class DeepVariantsEstimator<TOptions, TResult> : IDeepVariantsEs
             Model = network, Train = fit.TrainSource, Validation = fit.ValidationSource, Objective = objective,
             Options = trainingOptions, Device = fit.Device, Seed = fit.Seed, Log = log, Warn = logWarning, Corrupt = task.Corrupt, Shuffle = task.Shuffle,
             BatchTargets = task.Corrupt is null ? null : extension?.BatchTargets?.Invoke(task),
+            Perturb = task.Adversarial is { } adversarial ? (network, x, y) => AdversarialExamples.ForTraining(network, x, y, adversarial) : null,
             Fingerprint = Fingerprint(fit, network),
         });
         if (warnings.Count > 0)

@@ -114,6 +114,9 @@ internal sealed class TrainingRun
     /// <summary>Recomputes a batch's targets from its (corrupted) inputs, as a teacher does for an augmented batch.</summary>
     public Func<Tensor, Tensor, Tensor>? BatchTargets { get; init; }
 
+    /// <summary>Replaces a training batch's inputs by ones made from the network and the targets (adversarial training), after corruption.</summary>
+    public Func<nn.Module<Tensor, Tensor>, Tensor, Tensor, Tensor>? Perturb { get; init; }
+
     /// <summary>Runs after every optimizer step (pruning re-applies its masks there).</summary>
     public Action? AfterStep { get; init; }
 
@@ -223,6 +226,8 @@ internal static class TorchTrainer
                             x = run.Corrupt(x);
                         if (run.BatchTargets is not null)
                             y = run.BatchTargets(x, y);
+                        if (run.Perturb is not null)
+                            x = run.Perturb(model, x, y);
 
                         optimizer.ZeroGrad();
                         var output = model.call(x);
