@@ -195,7 +195,13 @@ public static class TrainingPlots
             using var line = Paint(s.Color, stroke: 2.5f);
             float legendX = plot.Right - 10 - Width(font, s.Name);
             canvas.DrawText(s.Name, legendX, legendY + 4, font, black);
-            canvas.DrawLine(legendX - 30, legendY, legendX - 6, legendY, line);
+            if (s.Line)
+                canvas.DrawLine(legendX - 30, legendY, legendX - 6, legendY, line);
+            else
+            {
+                using var dot = Paint(s.Color);
+                canvas.DrawCircle(legendX - 18, legendY, 4.5f, dot);
+            }
             legendY += 18;
         }
     }
