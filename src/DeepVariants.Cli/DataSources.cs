@@ -103,7 +103,8 @@ internal static class DataSources
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
-                bad.Add((row, e.Message));
+                // The decoder's own words ("Invalid path" for a file it cannot read) say less than the file's name and size.
+                bad.Add((row, $"{new FileInfo(row.ImagePath).Length:N0} bytes that the image decoder cannot read"));
             }
         }
         if (bad.Count == 0)

@@ -61,7 +61,9 @@ public sealed class TransferLearningTests
         ml.Transforms.DeepVariants.PretrainedClassifier(options).Fit(pixels);
         TestContext.WriteLine($"largest resident memory in each epoch: {string.Join(", ", peaks.Select(p => $"{p:F0} MB"))}");
         Assert.HasCount(3, peaks);
-        Assert.IsLessThanOrEqualTo(peaks[0] * 1.05, peaks[2], "epoch 3's peak is within 5% of epoch 1's");
+        // Measured after epoch 2, as the memory target is: the first epoch's peak is still the allocator warming up (a clean
+        // clone's CI run gave 1,134, 1,214 and 1,195 MB), and the regression this guards against added about 650 MB an epoch.
+        Assert.IsLessThanOrEqualTo(peaks[1] * 1.05, peaks[2], "epoch 3's peak is within 5% of epoch 2's");
     }
 
     private static double ResidentMegabytes()
