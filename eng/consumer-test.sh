@@ -39,25 +39,24 @@ XML
 mkdir -p "$work/trainer" "$work/predictor"
 cp "$repo/eng/consumer/Trainer.cs" "$work/trainer/Program.cs"
 cp "$repo/eng/consumer/Predictor.cs" "$work/predictor/Program.cs"
-cat > "$work/trainer/trainer.csproj" <<XML
-<Project Sdk="Microsoft.NET.Sdk">
-  <PropertyGroup><OutputType>Exe</OutputType><TargetFramework>net10.0</TargetFramework><ImplicitUsings>enable</ImplicitUsings><Nullable>enable</Nullable></PropertyGroup>
-  <ItemGroup>
-    <PackageReference Include="Microsoft.ML.DeepVariants.AutoML" Version="$version" />
-    <PackageReference Include="libtorch-cpu-linux-x64" Version="2.10.0" />
-  </ItemGroup>
-</Project>
-XML
-cat > "$work/predictor/predictor.csproj" <<XML
-<Project Sdk="Microsoft.NET.Sdk">
-  <PropertyGroup><OutputType>Exe</OutputType><TargetFramework>net10.0</TargetFramework><ImplicitUsings>enable</ImplicitUsings><Nullable>enable</Nullable></PropertyGroup>
-  <ItemGroup>
-    <PackageReference Include="Microsoft.ML" Version="5.0.1" />
-    <PackageReference Include="Microsoft.ML.OnnxTransformer" Version="5.0.1" />
-    <PackageReference Include="Microsoft.ML.OnnxRuntime" Version="1.31.1" />
-  </ItemGroup>
-</Project>
-XML
+# An application project outside the tree: its name, then its package references as id and version pairs.
+write_app() {
+  local name=$1
+  shift
+  {
+    echo '<Project Sdk="Microsoft.NET.Sdk">'
+    echo '  <PropertyGroup><OutputType>Exe</OutputType><TargetFramework>net10.0</TargetFramework><ImplicitUsings>enable</ImplicitUsings><Nullable>enable</Nullable></PropertyGroup>'
+    echo '  <ItemGroup>'
+    while [ $# -gt 0 ]; do
+      echo "    <PackageReference Include=\"$1\" Version=\"$2\" />"
+      shift 2
+    done
+    echo '  </ItemGroup>'
+    echo '</Project>'
+  } > "$work/$name/$name.csproj"
+}
+write_app trainer Microsoft.ML.DeepVariants.AutoML "$version" libtorch-cpu-linux-x64 2.10.0
+write_app predictor Microsoft.ML 5.0.1 Microsoft.ML.OnnxTransformer 5.0.1 Microsoft.ML.OnnxRuntime 1.31.1
 
 echo "Building and running the trainer (it references Microsoft.ML.DeepVariants only through the AutoML package) ..."
 (cd "$work/trainer" && dotnet run -c Release -- "$work/model.zip")

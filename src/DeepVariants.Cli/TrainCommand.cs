@@ -41,6 +41,7 @@ internal static class TrainCommand
         var batchSize = new Option<int?>("--batch-size") { Description = "Rows per training batch; each model's default when left out." };
         var size = new Option<int>("--image-size") { Description = "Images are resized to this many pixels square. Example: --image-size 64", DefaultValueFactory = _ => 28 };
         var rgb = new Option<bool>("--rgb") { Description = "Keep colour (3 channels) instead of grayscale." };
+        var architecture = new Option<CnnFamily>("--architecture") { Description = "Images: the CNN family, LeNet, Vgg, ResNet, Inception or DenseNet, with that family's default depth and width. Example: --architecture ResNet", DefaultValueFactory = _ => new CnnArchitecture().Family };
         var corrupt = new Option<CorruptImages>("--on-corrupt") { Description = "An image that does not decode: Fail (refuse the data, naming it) or Skip (leave it out with a warning).", DefaultValueFactory = _ => CorruptImages.Fail };
         var output = new Option<string>("--output") { Description = "Folder for model.zip, model.json and history.csv. Example: --output models/fashion", DefaultValueFactory = _ => "deepvariants-model" };
         var plots = new Option<string?>("--plots") { Description = "Folder for training-curves.png (loss and metric per epoch). Example: --plots plots" };
@@ -51,12 +52,12 @@ internal static class TrainCommand
             "Examples:\n  deepvariants train --data images/ --epochs 10 --output model\n  deepvariants train --data GunPoint_TRAIN.ts --validation GunPoint_TEST.ts\n" +
             "  deepvariants train --data diamonds.csv --label price --plots plots")
         {
-            data, validation, holdout, label, task, epochs, batchSize, size, rgb, corrupt, output, plots, seed, device,
+            data, validation, holdout, label, task, epochs, batchSize, size, rgb, architecture, corrupt, output, plots, seed, device,
         };
         command.SetAction(parse =>
         {
             var settings = new TrainSettings(parse.GetValue(data)!, parse.GetValue(validation), parse.GetValue(holdout), parse.GetValue(label)!, parse.GetValue(task),
-                parse.GetValue(epochs), parse.GetValue(batchSize), parse.GetValue(size), parse.GetValue(rgb), parse.GetValue(corrupt), parse.GetValue(output)!,
+                parse.GetValue(epochs), parse.GetValue(batchSize), parse.GetValue(size), parse.GetValue(rgb), parse.GetValue(architecture), parse.GetValue(corrupt), parse.GetValue(output)!,
                 parse.GetValue(plots), parse.GetValue(seed), parse.GetValue(device));
             return Train(settings, console);
         });
@@ -64,7 +65,7 @@ internal static class TrainCommand
     }
 
     internal sealed record TrainSettings(string Data, string? Validation, double Holdout, string Label, TableTask Task, int? Epochs, int? BatchSize,
-        int ImageSize, bool Rgb, CorruptImages Corrupt, string Output, string? Plots, int Seed, TorchDeviceKind Device);
+        int ImageSize, bool Rgb, CnnFamily Architecture, CorruptImages Corrupt, string Output, string? Plots, int Seed, TorchDeviceKind Device);
 
     /// <summary>A prepared fit: the estimator, its data, the steps in front of it, and the raw schema the saved model reads.</summary>
     private sealed record Plan(IDeepVariantsEstimator Estimator, IDataView Train, IDataView? Validation, ITransformer? Preprocessing, DataViewSchema InputSchema,
@@ -147,12 +148,16 @@ internal static class TrainCommand
         var preprocessing = ImagePipeline(ml, s.ImageSize, s.Rgb).Fit(raw);
         var (train, validation) = Split(ml, ml.Data.Cache(preprocessing.Transform(raw)),
             validationRows is null ? null : ml.Data.Cache(preprocessing.Transform(ml.Data.LoadFromEnumerable(validationRows))), s);
-        var options = new CnnClassifierOptions { ImageHeight = s.ImageSize, ImageWidth = s.ImageSize, Channels = s.Rgb ? 3 : 1, Seed = s.Seed, Device = s.Device };
+        var options = new CnnClassifierOptions
+        {
+            ImageHeight = s.ImageSize, ImageWidth = s.ImageSize, Channels = s.Rgb ? 3 : 1, Seed = s.Seed, Device = s.Device,
+            Architecture = new CnnArchitecture { Family = s.Architecture },
+        };
         Configure(options, s, progress);
         int classes = rows.Select(r => r.Label).Distinct().Count();
         return new Plan(ml.Transforms.DeepVariants.CnnClassifier(options), train, validation, preprocessing, raw.Schema,
             new ModelCard("images", "Label", "classification", Path.GetFullPath(s.Data)),
-            $"Training a CNN classifier on {rows.Count:N0} images of {classes} classes at {s.ImageSize}x{s.ImageSize} ({(s.Rgb ? "RGB" : "grayscale")}), {EpochsText(options)}.");
+            $"Training a {s.Architecture} CNN classifier on {rows.Count:N0} images of {classes} classes at {s.ImageSize}x{s.ImageSize} ({(s.Rgb ? "RGB" : "grayscale")}), {EpochsText(options)}.");
     }
 
     /// <summary>Image paths to the CHW pixels the CNN reads, as the saved model's first steps.</summary>

@@ -135,10 +135,7 @@ internal static class TabularBenchmark
         double Accuracy(ITransformer model, string label, string predicted)
         {
             var scored = model.Transform(testData);
-            var names = default(VBuffer<ReadOnlyMemory<char>>);
-            scored.Schema[predicted].GetKeyValues(ref names);
-            var classes = names.DenseValues().Select(n => n.ToString()).ToArray();
-            return scored.GetColumn<uint>(predicted).Zip(scored.GetColumn<string>(label), (p, t) => p > 0 && classes[p - 1] == t ? 100.0 : 0.0).Average();
+            return PredictedClasses.Accuracy(scored, predicted, scored.GetColumn<string>(label)) * 100;
         }
         (ITransformer Model, double Seconds) Fit(TabularNetworkOptions options)
         {

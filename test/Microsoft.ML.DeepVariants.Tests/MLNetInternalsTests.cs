@@ -101,9 +101,7 @@ public sealed class MLNetInternalsTests
             for (int k = 0; k < logits.Length; k++)
                 Assert.AreEqual(Math.Exp(logits[k] - max) / sum, scores[row][k], 1e-5);
         }
-        VBuffer<ReadOnlyMemory<char>> names = default;
-        scored.Schema["PredictedLabel"].GetKeyValues(ref names);
-        CollectionAssert.AreEqual(Datasets.FashionMnist.ClassNames.Order().ToArray(), names.DenseValues().Select(n => n.ToString()).Order().ToArray());
+        CollectionAssert.AreEqual(Datasets.FashionMnist.ClassNames.Order().ToArray(), PredictedClasses.Names(scored, "PredictedLabel").Order().ToArray());
     }
 
     [TestMethod]

@@ -25,11 +25,7 @@ public sealed class MultiStreamTests
     private static double Accuracy(MLContext ml, ITransformer model, string score = "Score", string label = nameof(FashionItem.Item), string predicted = "PredictedLabel")
     {
         var scored = model.Transform(ml.Data.LoadFromEnumerable(Test.Value));
-        var names = default(VBuffer<ReadOnlyMemory<char>>);
-        scored.Schema[predicted].GetKeyValues(ref names);
-        var classes = names.DenseValues().Select(n => n.ToString()).ToArray();
-        var truth = scored.GetColumn<string>(label).ToArray();
-        return scored.GetColumn<uint>(predicted).Zip(truth, (p, t) => p > 0 && classes[p - 1] == t ? 1.0 : 0.0).Average();
+        return PredictedClasses.Accuracy(scored, predicted, scored.GetColumn<string>(label));
     }
 
     [TestMethod]
@@ -118,10 +114,7 @@ public sealed class MultiStreamTests
         };
         var model = ml.Transforms.DeepVariants.TabularNetwork(options).Fit(ml.Data.LoadFromEnumerable(train));
         var scored = model.Transform(ml.Data.LoadFromEnumerable(test));
-        var names = default(VBuffer<ReadOnlyMemory<char>>);
-        scored.Schema["PredictedLabel"].GetKeyValues(ref names);
-        var classes = names.DenseValues().Select(n => n.ToString()).ToArray();
-        double accuracy = scored.GetColumn<uint>("PredictedLabel").Zip(test, (p, row) => p > 0 && classes[p - 1] == row.Label ? 1.0 : 0.0).Average();
+        double accuracy = PredictedClasses.Accuracy(scored, "PredictedLabel", test.Select(row => row.Label));
         TestContext.WriteLine($"BasicMotions, series stream alone (40 / 40): accuracy {accuracy:P1}");
         Assert.IsGreaterThanOrEqualTo(0.9, accuracy);
 

@@ -44,26 +44,33 @@ public sealed class TransferLearningTests
         var ml = new MLContext(seed: 1);
         var pixels = Pixels(ml, Files.Value.Train.Take(400).ToArray());
         var peaks = new List<double>();
+        var ends = new List<double>();
         double peak = 0;
         var options = new PretrainedClassifierOptions
         {
             Backbone = Backbone(), Training = BackboneTraining.LastBlocks, TrainableBlocks = 2, Epochs = 3, BatchSize = 32, Device = TorchDeviceKind.Cpu,
             Progress = new InlineProgress(p =>
             {
-                peak = Math.Max(peak, ResidentMegabytes());
+                double resident = ResidentMegabytes();
+                peak = Math.Max(peak, resident);
                 if (p.IsEpochEnd)
                 {
+                    // The end-of-epoch event comes after the trainer's epoch-end release, as the memory target measures it.
+                    ends.Add(resident);
                     peaks.Add(peak);
                     peak = 0;
                 }
             }),
         };
         ml.Transforms.DeepVariants.PretrainedClassifier(options).Fit(pixels);
-        TestContext.WriteLine($"largest resident memory in each epoch: {string.Join(", ", peaks.Select(p => $"{p:F0} MB"))}");
-        Assert.HasCount(3, peaks);
-        // Measured after epoch 2, as the memory target is: the first epoch's peak is still the allocator warming up (a clean
-        // clone's CI run gave 1,134, 1,214 and 1,195 MB), and the regression this guards against added about 650 MB an epoch.
-        Assert.IsLessThanOrEqualTo(peaks[1] * 1.05, peaks[2], "epoch 3's peak is within 5% of epoch 2's");
+        TestContext.WriteLine($"resident memory at each epoch's end: {string.Join(", ", ends.Select(e => $"{e:F0} MB"))}; " +
+            $"largest within each epoch: {string.Join(", ", peaks.Select(p => $"{p:F0} MB"))}");
+        Assert.HasCount(3, ends);
+        Assert.IsLessThanOrEqualTo(ends[1] * 1.05, ends[2], "resident memory at the end of epoch 3 is within 5% of epoch 2's");
+        // Within an epoch the release policy lets memory grow by 128 MB and 10% (and a step) before it hands memory back, so peaks may
+        // differ by that much (a clean clone's runs gave 1,134 / 1,214 / 1,195 and 1,371 / 1,359 / 1,449 MB); the
+        // regression this guards against added about 650 MB an epoch.
+        Assert.IsLessThanOrEqualTo(peaks[1] * 1.1 + 192, peaks[2], "epoch 3's peak is within the release policy's slack (and a step's growth) of epoch 2's");
     }
 
     private static double ResidentMegabytes()
