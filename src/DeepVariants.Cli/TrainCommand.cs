@@ -23,6 +23,23 @@ public enum TableTask
     Regression,
 }
 
+/// <summary>The sequence classifier's network, as the tool names it.</summary>
+public enum SeriesNetwork
+{
+    /// <summary>One LSTM layer (the library's default).</summary>
+    Lstm,
+    /// <summary>One GRU layer.</summary>
+    Gru,
+    /// <summary>The fully convolutional network (three convolution blocks, global average pooling).</summary>
+    Fcn,
+    /// <summary>The residual temporal CNN.</summary>
+    ResNet,
+    /// <summary>InceptionTime (kernels of 10, 20 and 40 steps: series must be at least that long).</summary>
+    InceptionTime,
+    /// <summary>A Transformer encoder.</summary>
+    Transformer,
+}
+
 /// <summary>
 /// <c>deepvariants train</c>: one model with sensible defaults from a folder of images, a <c>.ts</c> file or a CSV,
 /// saved as an ML.NET model zip with a card (model.json) and the training history (history.csv).
@@ -41,6 +58,7 @@ internal static class TrainCommand
         var batchSize = new Option<int?>("--batch-size") { Description = "Rows per training batch; each model's default when left out." };
         var size = new Option<int>("--image-size") { Description = "Images are resized to this many pixels square. Example: --image-size 64", DefaultValueFactory = _ => 28 };
         var rgb = new Option<bool>("--rgb") { Description = "Keep colour (3 channels) instead of grayscale." };
+        var family = new Option<SeriesNetwork>("--family") { Description = "Series: the network, Lstm, Gru, Fcn, ResNet, InceptionTime or Transformer, with its defaults. Example: --family Fcn", DefaultValueFactory = _ => SeriesNetwork.Lstm };
         var architecture = new Option<CnnFamily>("--architecture") { Description = "Images: the CNN family, LeNet, Vgg, ResNet, Inception or DenseNet, with that family's default depth and width. Example: --architecture ResNet", DefaultValueFactory = _ => new CnnArchitecture().Family };
         var corrupt = new Option<CorruptImages>("--on-corrupt") { Description = "An image that does not decode: Fail (refuse the data, naming it) or Skip (leave it out with a warning).", DefaultValueFactory = _ => CorruptImages.Fail };
         var output = new Option<string>("--output") { Description = "Folder for model.zip, model.json and history.csv. Example: --output models/fashion", DefaultValueFactory = _ => "deepvariants-model" };
@@ -52,12 +70,12 @@ internal static class TrainCommand
             "Examples:\n  deepvariants train --data images/ --epochs 10 --output model\n  deepvariants train --data GunPoint_TRAIN.ts --validation GunPoint_TEST.ts\n" +
             "  deepvariants train --data diamonds.csv --label price --plots plots")
         {
-            data, validation, holdout, label, task, epochs, batchSize, size, rgb, architecture, corrupt, output, plots, seed, device,
+            data, validation, holdout, label, task, epochs, batchSize, size, rgb, architecture, family, corrupt, output, plots, seed, device,
         };
         command.SetAction(parse =>
         {
             var settings = new TrainSettings(parse.GetValue(data)!, parse.GetValue(validation), parse.GetValue(holdout), parse.GetValue(label)!, parse.GetValue(task),
-                parse.GetValue(epochs), parse.GetValue(batchSize), parse.GetValue(size), parse.GetValue(rgb), parse.GetValue(architecture), parse.GetValue(corrupt), parse.GetValue(output)!,
+                parse.GetValue(epochs), parse.GetValue(batchSize), parse.GetValue(size), parse.GetValue(rgb), parse.GetValue(architecture), parse.GetValue(family), parse.GetValue(corrupt), parse.GetValue(output)!,
                 parse.GetValue(plots), parse.GetValue(seed), parse.GetValue(device));
             return Train(settings, console);
         });
@@ -65,7 +83,7 @@ internal static class TrainCommand
     }
 
     internal sealed record TrainSettings(string Data, string? Validation, double Holdout, string Label, TableTask Task, int? Epochs, int? BatchSize,
-        int ImageSize, bool Rgb, CnnFamily Architecture, CorruptImages Corrupt, string Output, string? Plots, int Seed, TorchDeviceKind Device);
+        int ImageSize, bool Rgb, CnnFamily Architecture, SeriesNetwork Family, CorruptImages Corrupt, string Output, string? Plots, int Seed, TorchDeviceKind Device);
 
     /// <summary>A prepared fit: the estimator, its data, the steps in front of it, and the raw schema the saved model reads.</summary>
     private sealed record Plan(IDeepVariantsEstimator Estimator, IDataView Train, IDataView? Validation, ITransformer? Preprocessing, DataViewSchema InputSchema,
@@ -160,6 +178,17 @@ internal static class TrainCommand
             $"Training a {s.Architecture} CNN classifier on {rows.Count:N0} images of {classes} classes at {s.ImageSize}x{s.ImageSize} ({(s.Rgb ? "RGB" : "grayscale")}), {EpochsText(options)}.");
     }
 
+    private static SequenceArchitecture SeriesArchitecture(SeriesNetwork network) => network switch
+    {
+        SeriesNetwork.Lstm => new SequenceArchitecture { Cell = RecurrentCell.Lstm },
+        SeriesNetwork.Gru => new SequenceArchitecture { Cell = RecurrentCell.Gru },
+        SeriesNetwork.Fcn => new SequenceArchitecture { Family = SequenceFamily.TemporalConvolution, Preset = TemporalConvolutionPreset.Fcn },
+        SeriesNetwork.ResNet => new SequenceArchitecture { Family = SequenceFamily.TemporalConvolution, Preset = TemporalConvolutionPreset.ResNet },
+        SeriesNetwork.InceptionTime => new SequenceArchitecture { Family = SequenceFamily.TemporalConvolution, Preset = TemporalConvolutionPreset.InceptionTime },
+        SeriesNetwork.Transformer => new SequenceArchitecture { Family = SequenceFamily.Transformer },
+        _ => throw new UsageException($"--family: unknown network '{network}'."),
+    };
+
     /// <summary>Image paths to the CHW pixels the CNN reads, as the saved model's first steps.</summary>
     internal static IEstimator<ITransformer> ImagePipeline(MLContext ml, int size, bool rgb)
     {
@@ -181,11 +210,11 @@ internal static class TrainCommand
         int length = validationProblem is null || problem.EqualLength && validationProblem.MaxLength == problem.MaxLength ? 0 : Math.Max(problem.MaxLength, validationProblem.MaxLength);
         var all = TimeSeriesFile.ToDataView(ml, problem, length);
         var (train, validation) = Split(ml, all, validationProblem is null ? null : TimeSeriesFile.ToDataView(ml, validationProblem, length), s);
-        var options = new SequenceClassifierOptions { Channels = problem.Dimensions, Seed = s.Seed, Device = s.Device };
+        var options = new SequenceClassifierOptions { Channels = problem.Dimensions, Seed = s.Seed, Device = s.Device, Architecture = SeriesArchitecture(s.Family) };
         Configure(options, s, progress);
         return new Plan(ml.Transforms.DeepVariants.SequenceClassifier(options), train, validation, null, all.Schema,
             new ModelCard("series", "Label", "classification", Path.GetFullPath(s.Data)),
-            $"Training a sequence classifier ({options.Architecture.Family}) on {problem.Cases.Count:N0} series of {problem.MinLength}-{problem.MaxLength} steps, " +
+            $"Training a sequence classifier ({s.Family}) on {problem.Cases.Count:N0} series of {problem.MinLength}-{problem.MaxLength} steps, " +
             $"{problem.Dimensions} dimension(s), {problem.Cases.Select(c => c.Label).Distinct().Count()} classes, {EpochsText(options)}.");
     }
 

@@ -118,6 +118,18 @@ public sealed class ToolCommandTests
         (code, log) = Run("predict", "--model", Path.Combine(output, "model.zip"), "--data", Path.Combine(Timeseries, "ItalyPowerDemand_TEST.ts"), "--output", predictions);
         Assert.AreEqual(0, code, log);
         Assert.HasCount(1030, File.ReadAllLines(predictions));
+
+        // Another family of network, by name: the FCN, a temporal CNN.
+        string fcn = Folder("fcn");
+        (code, log) = Run("train", "--data", Path.Combine(Timeseries, "ItalyPowerDemand_TRAIN.ts"), "--family", "Fcn", "--epochs", "20", "--output", fcn);
+        Assert.AreEqual(0, code, log);
+        StringAssert.Contains(log, "sequence classifier (Fcn)");
+        (code, log) = Run("evaluate", "--model", Path.Combine(fcn, "model.zip"), "--data", Path.Combine(Timeseries, "ItalyPowerDemand_TEST.ts"));
+        Assert.AreEqual(0, code, log);
+        Assert.IsGreaterThan(90.0, Figure(log, "accuracy"), "the FCN on ItalyPowerDemand's test set");
+        (code, log) = Run("train", "--data", Path.Combine(Timeseries, "ItalyPowerDemand_TRAIN.ts"), "--family", "InceptionTime", "--output", Folder("inception"));
+        Assert.AreEqual(2, code, log);
+        StringAssert.Contains(log, "KernelSize");
     }
 
     [TestMethod]
