@@ -39,9 +39,8 @@ internal static class EvaluateCommand
         var (data, _) = TrainingFeedback.Phase(console, "Reading and checking the data", () => saved.Read(ml, dataPath, "--data", label, corrupt, console));
         // Scored once, into memory, so that the metrics and the tables below do not run the model again.
         var scored = TrainingFeedback.Phase(console, "Scoring", () => TrainingFeedback.Materialize(ml, saved.Model.Transform(data)));
-        var predicted = scored.Schema.GetColumnOrNull("PredictedLabel");
-        if (predicted is { Type: KeyDataViewType } && scored.Schema.GetColumnOrNull("Score") is { Type: VectorDataViewType })
-            return Classification(ml, scored, predicted.Value, label, dataPath, plots, console);
+        if (SavedModel.ClassNames(scored) is { } classes)
+            return Classification(ml, scored, classes, label, dataPath, plots, console);
         if (scored.Schema.GetColumnOrNull("Score") is { Type: NumberDataViewType })
         {
             if (scored.Schema[label].Type is not NumberDataViewType)
@@ -58,11 +57,8 @@ internal static class EvaluateCommand
         throw new UsageException($"--model: '{modelPath}' writes neither a classifier's Score and PredictedLabel nor a regression's Score, so there is nothing to evaluate.");
     }
 
-    private static int Classification(MLContext ml, IDataView scored, DataViewSchema.Column predicted, string label, string dataPath, string? plots, IAnsiConsole console)
+    private static int Classification(MLContext ml, IDataView scored, string[] classes, string label, string dataPath, string? plots, IAnsiConsole console)
     {
-        VBuffer<ReadOnlyMemory<char>> keyValues = default;
-        predicted.GetKeyValues(ref keyValues);
-        string[] classes = keyValues.DenseValues().Select(v => v.ToString()).ToArray();
         // The data's labels as text, then keyed in the model's class order, so that the evaluator compares like with like.
         var truthColumn = scored.Schema.GetColumnOrNull(label) ?? throw new UsageException($"--label: '{dataPath}' has no label column '{label}'.");
         IDataView withText = scored;
@@ -86,7 +82,7 @@ internal static class EvaluateCommand
             throw new UsageException($"--data: no row of '{dataPath}' has a class the model knows ({string.Join(", ", classes.Take(10).Select(c => $"'{c}'"))}).");
         var order = ml.Data.LoadFromEnumerable(classes.Select(c => new ClassName { Value = c }));
         var keyed = ml.Transforms.Conversion.MapValueToKey(TruthColumn, textColumn, keyData: order).Fit(withText).Transform(withText);
-        var metrics = ml.MulticlassClassification.Evaluate(keyed, TruthColumn, "Score", predicted.Name);
+        var metrics = ml.MulticlassClassification.Evaluate(keyed, TruthColumn, "Score", "PredictedLabel");
 
         var summary = new Table().AddColumns("metric", "value");
         summary.AddRow("rows", rows.ToString("N0", CultureInfo.InvariantCulture));

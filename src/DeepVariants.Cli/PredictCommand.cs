@@ -37,13 +37,10 @@ internal static class PredictCommand
         var scored = TrainingFeedback.Phase(console, "Scoring", () => TrainingFeedback.Materialize(ml, saved.Model.Transform(data)));
         var csv = new StringBuilder();
         string source = saved.Kind == SourceKind.Images ? "image" : "row";
-        if (scored.Schema.GetColumnOrNull("PredictedLabel") is { Type: KeyDataViewType } predicted && scored.Schema.GetColumnOrNull("Score") is { Type: VectorDataViewType })
+        if (SavedModel.ClassNames(scored) is { } classes)
         {
-            VBuffer<ReadOnlyMemory<char>> keyValues = default;
-            predicted.GetKeyValues(ref keyValues);
-            string[] classes = keyValues.DenseValues().Select(v => v.ToString()).ToArray();
             csv.AppendLine(string.Join(",", new[] { source, "predicted", "probability" }.Concat(classes.Select(c => $"probability.{c}")).Select(Quote)));
-            var labels = scored.GetColumn<uint>(predicted.Name).ToList();
+            var labels = scored.GetColumn<uint>("PredictedLabel").ToList();
             var scores = scored.GetColumn<float[]>("Score").ToList();
             for (int i = 0; i < labels.Count; i++)
             {

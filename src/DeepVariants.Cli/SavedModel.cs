@@ -120,6 +120,20 @@ internal sealed class SavedModel
         }
     }
 
+    /// <summary>
+    /// The class names when <paramref name="scored"/> holds a classifier's outputs (a key-typed PredictedLabel and a
+    /// Score vector), in key order; null otherwise (a regression's scalar Score, say).
+    /// </summary>
+    public static string[]? ClassNames(IDataView scored)
+    {
+        if (scored.Schema.GetColumnOrNull("PredictedLabel") is not { Type: KeyDataViewType } predicted
+            || scored.Schema.GetColumnOrNull("Score") is not { Type: VectorDataViewType })
+            return null;
+        VBuffer<ReadOnlyMemory<char>> keyValues = default;
+        predicted.GetKeyValues(ref keyValues);
+        return keyValues.DenseValues().Select(v => v.ToString()).ToArray();
+    }
+
     /// <summary>The ONNX graphs inside the zip (ML.NET's ONNX transformer keeps each as an entry of the model file).</summary>
     public static List<(string Entry, byte[] Bytes)> OnnxGraphs(string zipPath)
     {

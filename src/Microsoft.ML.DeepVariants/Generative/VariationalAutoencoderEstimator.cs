@@ -32,9 +32,7 @@ public sealed record VariationalAutoencoderFitResult(TransformerChain<ITransform
     public ITransformer CreateGenerator(MLContext mlContext)
     {
         ArgumentNullException.ThrowIfNull(mlContext);
-        var schema = SchemaDefinition.Create(typeof(LatentRow));
-        schema[nameof(LatentRow.Latent)].ColumnType = new VectorDataViewType(NumberDataViewType.Single, LatentSize);
-        var empty = mlContext.Data.LoadFromEnumerable(Array.Empty<LatentRow>(), schema);
+        var empty = Latents(mlContext, []);
         using var stream = new MemoryStream(GeneratorOnnx, writable: false);
         return mlContext.Transforms.ApplyOnnxModel([GeneratedColumnName], [LatentColumnName], stream, shapeDictionary: null,
             gpuDeviceId: null, fallbackToCpu: false, recursionLimit: 100).Fit(empty);
@@ -51,10 +49,8 @@ public sealed record VariationalAutoencoderFitResult(TransformerChain<ITransform
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(count);
         var random = new Random(seed);
         float Gaussian() => (float)(Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble()));
-        var rows = Enumerable.Range(0, count).Select(_ => new LatentRow { Latent = Enumerable.Range(0, LatentSize).Select(_ => Gaussian()).ToArray() }).ToList();
-        var schema = SchemaDefinition.Create(typeof(LatentRow));
-        schema[nameof(LatentRow.Latent)].ColumnType = new VectorDataViewType(NumberDataViewType.Single, LatentSize);
-        return CreateGenerator(mlContext).Transform(mlContext.Data.LoadFromEnumerable(rows, schema));
+        var latents = Enumerable.Range(0, count).Select(_ => Enumerable.Range(0, LatentSize).Select(_ => Gaussian()).ToArray()).ToList();
+        return CreateGenerator(mlContext).Transform(Latents(mlContext, latents));
     }
 
     /// <summary>
@@ -70,14 +66,20 @@ public sealed record VariationalAutoencoderFitResult(TransformerChain<ITransform
         if (from.Length != LatentSize || to.Length != LatentSize)
             throw new ArgumentException($"The latents have {from.Length} and {to.Length} values; expected LatentSize {LatentSize}.", nameof(from));
         ArgumentOutOfRangeException.ThrowIfLessThan(steps, 2);
-        var rows = Enumerable.Range(0, steps).Select(k =>
+        var latents = Enumerable.Range(0, steps).Select(k =>
         {
             float t = k / (float)(steps - 1);
-            return new LatentRow { Latent = from.Zip(to, (a, b) => a + t * (b - a)).ToArray() };
+            return from.Zip(to, (a, b) => a + t * (b - a)).ToArray();
         }).ToList();
+        return CreateGenerator(mlContext).Transform(Latents(mlContext, latents)).GetColumn<float[]>(GeneratedColumnName).ToList();
+    }
+
+    // Rows of one Latent column of LatentSize values, the generator's input.
+    private IDataView Latents(MLContext mlContext, IReadOnlyList<float[]> latents)
+    {
         var schema = SchemaDefinition.Create(typeof(LatentRow));
         schema[nameof(LatentRow.Latent)].ColumnType = new VectorDataViewType(NumberDataViewType.Single, LatentSize);
-        return CreateGenerator(mlContext).Transform(mlContext.Data.LoadFromEnumerable(rows, schema)).GetColumn<float[]>(GeneratedColumnName).ToList();
+        return mlContext.Data.LoadFromEnumerable(latents.Select(l => new LatentRow { Latent = l }).ToList(), schema);
     }
 
     private sealed class LatentRow
