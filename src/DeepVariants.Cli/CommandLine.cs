@@ -80,7 +80,7 @@ public static class CommandLine
         new("DeepVariants.ML: deep-learning variants for ML.NET. Train, evaluate, predict, sweep, inspect and export models.")
         {
             TrainCommand.Create(console), EvaluateCommand.Create(console), PredictCommand.Create(console), SweepCommand.Create(console),
-            InspectCommand.Create(console), InspectCommand.CreateExport(console),
+            InspectCommand.Create(console), InspectCommand.CreateExport(console), StudyCommand.Create(console),
         };
 
     private static Exception Unwrap(Exception e) => e is AggregateException { InnerExceptions.Count: 1 } a ? Unwrap(a.InnerExceptions[0]) : e;

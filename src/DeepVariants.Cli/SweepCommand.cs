@@ -1,5 +1,7 @@
 using System.CommandLine;
+using System.Globalization;
 using Microsoft.ML.DeepVariants.AutoML;
+using Microsoft.ML.DeepVariants.AutoML.Storage;
 using Microsoft.ML.DeepVariants.Sequences;
 using Microsoft.ML.DeepVariants.Tabular;
 using Spectre.Console;
@@ -32,7 +34,12 @@ internal static class SweepCommand
         var epochs = new Option<int>("--epochs") { Description = "Epochs per trial at most.", DefaultValueFactory = _ => 9 };
         var maxEpochs = new Option<long?>("--max-epochs") { Description = "Epochs over all trials at most." };
         var workers = new Option<int>("--workers") { Description = "Trials run at once; the cores are shared out between them.", DefaultValueFactory = _ => 1 };
-        var journal = new Option<string>("--journal") { Description = "The SQLite journal; running again on it resumes, on the same training data.", DefaultValueFactory = _ => "sweep.db" };
+        var journal = new Option<string>("--journal") { Description = "The SQLite journal; running again on it resumes, on the same training data. Several sweeps on one machine may share it.", DefaultValueFactory = _ => "sweep.db" };
+        var storage = new Option<string?>("--storage") { Description = "A study storage instead of --journal, shared by workers on any number of machines: postgresql://user:password@host:port/database (or sqlite:///file.db). Optuna 3.1 reads it." };
+        var study = new Option<string>("--study") { Description = "The study's name in the storage: every worker started with the same --storage and --study works on one sweep.", DefaultValueFactory = _ => SweepJournal.DefaultStudy };
+        var heartbeat = new Option<double>("--heartbeat") { Description = "Seconds between a running trial's heartbeats.", DefaultValueFactory = _ => 10 };
+        var grace = new Option<double>("--grace") { Description = "Seconds without a heartbeat after which a worker is taken for lost: its trial fails and its configuration runs again.", DefaultValueFactory = _ => 60 };
+        var retries = new Option<int>("--retries") { Description = "Times one configuration runs again after its worker was lost.", DefaultValueFactory = _ => 3 };
         var resume = new Option<bool>("--resume") { Description = "Continue a journal even though it was written for other training data." };
         var output = new Option<string>("--output") { Description = "Folder for model.zip, model.json and leaderboard.csv.", DefaultValueFactory = _ => "sweep-output" };
         var plots = new Option<string?>("--plots") { Description = "Folder for sweep-best-so-far.png. Example: --plots plots" };
@@ -49,7 +56,7 @@ internal static class SweepCommand
         var command = new Command("sweep", "Search architectures and hyperparameters within a time budget, with early stopping, a resumable journal and a live leaderboard.\n" +
             "Examples:\n  deepvariants sweep --train images/ --time 1800\n  deepvariants sweep --train diamonds.csv --label price --time 600 --plots plots")
         {
-            task, train, validation, label, tableTask, time, trials, epochs, maxEpochs, workers, journal, resume, output, plots, seed, search, stopping, size, rgb, corrupt, epochDelay, demoFail, noRefit,
+            task, train, validation, label, tableTask, time, trials, epochs, maxEpochs, workers, journal, storage, study, heartbeat, grace, retries, resume, output, plots, seed, search, stopping, size, rgb, corrupt, epochDelay, demoFail, noRefit,
         };
         command.SetAction((parse, cancellation) =>
         {
@@ -68,6 +75,17 @@ internal static class SweepCommand
                 TrainCommand.RequireFolder(plotFolder, "--plots");
             if (Directory.Exists(journalPath))
                 throw new UsageException($"--journal: '{journalPath}' is a folder; expected the SQLite file to write or resume.");
+            if (parse.GetValue(storage) is not null && parse.GetResult(journal) is { Implicit: false })
+                throw new UsageException("--journal and --storage both name where the study lives; give one of them.");
+            string location = parse.GetValue(storage) ?? journalPath, studyName = parse.GetValue(study)!;
+            if (string.IsNullOrWhiteSpace(studyName))
+                throw new UsageException("--study must name a study, for example --study fashion-cnn.");
+            if (parse.GetValue(heartbeat) is var beat && !(beat > 0))
+                throw new UsageException($"--heartbeat must be a number of seconds above zero, got {beat}.");
+            if (parse.GetValue(grace) is var wait && !(wait > beat))
+                throw new UsageException($"--grace must be longer than --heartbeat ({beat} s), or live workers would be taken for lost; got {wait}.");
+            if (parse.GetValue(retries) < 0)
+                throw new UsageException($"--retries must be 0 or more, got {parse.GetValue(retries)}.");
 
             var ml = new MLContext(parse.GetValue(seed));
             NativeAllocator.KeepFreedMemory();
@@ -88,11 +106,13 @@ internal static class SweepCommand
                 var other => throw new UsageException($"--task: unknown task '{other}'; expected auto, image-classification, sequence-classification, tabular or demo."),
             };
             string fingerprint = $"{taskName}:{(trainPath is null ? "-" : DataSources.Fingerprint(trainPath))}";
-            CheckJournal(journalPath, fingerprint, parse.GetValue(resume));
+            CheckJournal(location, studyName, fingerprint, parse.GetValue(resume));
 
             var settings = new ExperimentSettings
             {
-                JournalPath = journalPath, MaxTrials = parse.GetValue(trials) ?? int.MaxValue, EpochsPerTrial = parse.GetValue(epochs),
+                JournalPath = journalPath, Storage = parse.GetValue(storage), Study = studyName,
+                HeartbeatInterval = TimeSpan.FromSeconds(beat), HeartbeatGrace = TimeSpan.FromSeconds(wait), MaxRetries = parse.GetValue(retries),
+                MaxTrials = parse.GetValue(trials) ?? int.MaxValue, EpochsPerTrial = parse.GetValue(epochs),
                 MaxTotalEpochs = parse.GetValue(maxEpochs), MaxTime = TimeSpan.FromSeconds(seconds),
                 Workers = parse.GetValue(workers), Seed = parse.GetValue(seed), Search = parse.GetValue(search), EarlyStopping = parse.GetValue(stopping),
                 CancellationToken = cancellation,
@@ -102,7 +122,8 @@ internal static class SweepCommand
             var result = RunWithLeaderboard(experiment, settings, console);
             console.Write(result.ToTable());
             result.WriteCsv(Path.Combine(folder, "leaderboard.csv"));   // through a temporary name
-            console.MarkupLine(Markup.Escape($"{result.Trials.Count} trials, {result.TotalEpochs} epochs in all, {result.Elapsed.TotalSeconds:F0} s; journal {experiment.Journal.Path}"));
+            console.MarkupLine(Markup.Escape($"{result.Trials.Count} trials, {result.TotalEpochs} epochs in all, {result.Elapsed.TotalSeconds:F0} s; study '{experiment.Journal.Study}' in {experiment.Journal.Path}"));
+            console.MarkupLine(Markup.Escape($"coordination: {result.Coordination}"));
             if (parse.GetValue(plots) is { } plotsFolder && result.Trials.Count > 0)
             {
                 string picture = Path.Combine(plotsFolder, "sweep-best-so-far.png");
@@ -128,17 +149,17 @@ internal static class SweepCommand
         return command;
     }
 
-    // A journal keeps the trials of one problem: resuming it on other data would rank new trials against scores they cannot be compared with.
-    private static void CheckJournal(string path, string fingerprint, bool resume)
+    // A study keeps the trials of one problem: resuming it on other data would rank new trials against scores they cannot be compared with.
+    private static void CheckJournal(string location, string study, string fingerprint, bool resume)
     {
-        if (!File.Exists(path))
+        if (!location.Contains("://", StringComparison.Ordinal) && !location.Contains('=', StringComparison.Ordinal) && !File.Exists(location))
             return;
         string? recorded;
-        using (var journal = new SweepJournal(path))
+        using (var journal = SweepJournal.Open(location, study))
             recorded = journal.GetSetting(DataSetting);
         if (recorded is not null && recorded != fingerprint && !resume)
-            throw new UsageException($"--journal: '{path}' was written for other training data or another task ({recorded}, now {fingerprint}); " +
-                "pass a new --journal, or --resume to continue it anyway.");
+            throw new UsageException($"study '{study}' in {StudyStorage.Redact(location)} was written for other training data or another task ({recorded}, now {fingerprint}); " +
+                "pass a new --journal or --study, or --resume to continue it anyway.");
     }
 
     private static SweepResult RunWithLeaderboard(SweepExperiment experiment, ExperimentSettings settings, IAnsiConsole console)
@@ -152,26 +173,25 @@ internal static class SweepCommand
             };
             return experiment.Run();
         }
+        // The live table is the study's, read from the storage: every worker's trials, and which worker runs which.
         SweepResult? result = null;
-        var table = new Table().AddColumns("trial", "status", "best", "epochs");
-        var rows = new Dictionary<int, (string Status, double Best, int Epochs)>();
+        var table = new Table().AddColumns("trial", "status", "best", "epochs", "worker");
+        var gate = new object();
+        var refreshed = System.Diagnostics.Stopwatch.StartNew();
         console.Live(table).Start(live =>
         {
             settings.OnEvent = e =>
             {
-                lock (rows)
+                lock (gate)
                 {
-                    (string Status, double Best, int Epochs) row = rows.GetValueOrDefault(e.TrialId, ("running", double.NaN, 0));
-                    row = e.Kind switch
-                    {
-                        "epoch" => (row.Status, double.IsNaN(row.Best) ? e.Metric!.Value : Math.Max(row.Best, e.Metric!.Value), e.Epoch!.Value),
-                        "proposed" => ("running", double.NaN, 0),
-                        _ => (e.Kind, row.Best, row.Epochs),
-                    };
-                    rows[e.TrialId] = row;
+                    if (e.Kind == "epoch" && refreshed.ElapsedMilliseconds < 500)
+                        return;
+                    refreshed.Restart();
+                    var trials = experiment.Journal.Trials(experiment.Space);
                     table.Rows.Clear();
-                    foreach (var (id, r) in rows.OrderByDescending(r => double.IsNaN(r.Value.Best) ? -1 : r.Value.Best).Take(15))
-                        table.AddRow(id.ToString(), r.Status, double.IsNaN(r.Best) ? "-" : r.Best.ToString("F4"), r.Epochs.ToString());
+                    foreach (var t in trials.OrderBy(t => t.Status == TrialStatus.Running ? 0 : 1).ThenByDescending(t => t.BestMetric ?? double.NegativeInfinity).Take(15))
+                        table.AddRow(t.Id.ToString(CultureInfo.InvariantCulture), t.Status.ToString(), t.BestMetric?.ToString("F4", CultureInfo.InvariantCulture) ?? "-",
+                            t.Epochs.ToString(CultureInfo.InvariantCulture), Markup.Escape(StudyCommand.WorkerName(t.Worker)));
                     live.Refresh();
                 }
             };

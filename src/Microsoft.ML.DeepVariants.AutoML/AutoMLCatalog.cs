@@ -26,12 +26,21 @@ public enum TrialStopping
 /// <example>
 /// <code>
 /// var settings = new ExperimentSettings { JournalPath = "cnn-sweep.db", MaxTrials = 27, EpochsPerTrial = 9, MaxTime = TimeSpan.FromMinutes(10) };
+/// // Workers on many machines, one study:
+/// var shared = new ExperimentSettings { Storage = "postgresql://sweeper@db-host:5432/sweeps", Study = "fashion-cnn", MaxTrials = 200 };
 /// </code>
 /// </example>
 public class ExperimentSettings : SweepSettings
 {
-    /// <summary>The SQLite journal; an experiment started again on the same file resumes. Default "sweep.db".</summary>
+    /// <summary>The SQLite journal; an experiment started again on the same file resumes. Default "sweep.db". <see cref="Storage"/>, when set, is used instead.</summary>
     public string JournalPath { get; set; } = "sweep.db";
+    /// <summary>
+    /// The study storage, shared by every worker of the study: <c>postgresql://user:password@host:port/database</c> for
+    /// workers on many machines, or <c>sqlite:///file.db</c>; null for <see cref="JournalPath"/>. Optuna 3.1 reads it too.
+    /// </summary>
+    public string? Storage { get; set; }
+    /// <summary>The study's name in the storage; workers started with the same storage and study share its trials. Default "default".</summary>
+    public string Study { get; set; } = SweepJournal.DefaultStudy;
     /// <summary>How trials are proposed. Default TPE.</summary>
     public SearchAlgorithm Search { get; set; } = SearchAlgorithm.Tpe;
     /// <summary>How bad trials are stopped. Default ASHA.</summary>
@@ -75,7 +84,7 @@ public sealed class SweepExperiment : IDisposable
     internal SweepExperiment(SearchSpace space, ITrialRunner runner, ExperimentSettings settings)
     {
         Space = space;
-        Journal = new SweepJournal(settings.JournalPath);
+        Journal = SweepJournal.Open(settings.Storage ?? settings.JournalPath, settings.Study);
         IProposer proposer = settings.Search == SearchAlgorithm.Random ? new RandomSearchProposer(space, settings.Seed) : new TpeProposer(space, settings.Seed);
         ITrialScheduler scheduler = settings.EarlyStopping switch
         {

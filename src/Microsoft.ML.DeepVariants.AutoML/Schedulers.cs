@@ -31,9 +31,6 @@ public sealed class NoEarlyStopping : ITrialScheduler
 /// <example><code>var asha = new AshaScheduler { MinEpochs = 1, ReductionFactor = 3 };</code></example>
 public sealed class AshaScheduler : ITrialScheduler
 {
-    private readonly Dictionary<int, List<double>> _rungs = [];
-    private readonly object _gate = new();
-
     /// <summary>Epochs at the first rung. Default 1.</summary>
     public int MinEpochs { get; init; } = 1;
 
@@ -48,6 +45,10 @@ public sealed class AshaScheduler : ITrialScheduler
     }
 
     /// <inheritdoc/>
+    /// <remarks>
+    /// The rung is read from <paramref name="reports"/>: every trial of the study that reached the rung's epoch, on any
+    /// worker, this one included, so workers in other processes prune against the same rungs.
+    /// </remarks>
     public bool ShouldContinue(int trialId, int epoch, double metric, IReadOnlyDictionary<int, IReadOnlyList<double>> reports, out string? reason)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(ReductionFactor, 2, nameof(ReductionFactor));
@@ -55,32 +56,14 @@ public sealed class AshaScheduler : ITrialScheduler
         reason = null;
         if (!IsRung(epoch))
             return true;
-        lock (_gate)
-        {
-            if (!_rungs.TryGetValue(epoch, out var recorded))
-                _rungs[epoch] = recorded = [];
-            recorded.Add(metric);
-            // Continue when in the top 1/η of the rung (the first trial at a rung always goes on).
-            int keep = Math.Max(1, recorded.Count / ReductionFactor);
-            double cutoff = recorded.OrderByDescending(m => m).ElementAt(keep - 1);
-            if (metric >= cutoff)
-                return true;
-            reason = FormattableString.Invariant($"ASHA rung {epoch}: {metric:F4} is below the top 1/{ReductionFactor} cutoff {cutoff:F4} of {recorded.Count} trials");
-            return false;
-        }
-    }
-
-    /// <summary>Records a finished trial's reports again (used when a sweep resumes from its journal).</summary>
-    internal void Replay(IReadOnlyList<double> epochMetrics)
-    {
-        lock (_gate)
-            for (int epoch = 1; epoch <= epochMetrics.Count; epoch++)
-                if (IsRung(epoch))
-                {
-                    if (!_rungs.TryGetValue(epoch, out var recorded))
-                        _rungs[epoch] = recorded = [];
-                    recorded.Add(epochMetrics[epoch - 1]);
-                }
+        var recorded = reports.Where(r => r.Key != trialId && r.Value.Count >= epoch).Select(r => r.Value[epoch - 1]).Append(metric).ToList();
+        // Continue when in the top 1/η of the rung (the first trial at a rung always goes on).
+        int keep = Math.Max(1, recorded.Count / ReductionFactor);
+        double cutoff = recorded.OrderByDescending(m => m).ElementAt(keep - 1);
+        if (metric >= cutoff)
+            return true;
+        reason = FormattableString.Invariant($"ASHA rung {epoch}: {metric:F4} is below the top 1/{ReductionFactor} cutoff {cutoff:F4} of {recorded.Count} trials");
+        return false;
     }
 
     private bool IsRung(int epoch)

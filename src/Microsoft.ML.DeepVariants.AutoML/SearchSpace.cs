@@ -200,6 +200,17 @@ public sealed class Configuration
     /// <summary>A boolean value.</summary>
     public bool GetBool(string name) => this[name] is bool b ? b : bool.Parse(GetString(name));
 
+    // The space's parameters in its drawing order, then any others (a Python worker's) as they came.
+    internal Configuration InOrderOf(SearchSpace space)
+    {
+        var ordered = new Configuration();
+        foreach (var parameter in space.Parameters.Where(p => Has(p.Name)))
+            ordered.Set(parameter.Name, this[parameter.Name]);
+        foreach (var (key, value) in _values.Where(v => !ordered.Has(v.Key)))
+            ordered.Set(key, value);
+        return ordered;
+    }
+
     internal void Set(string name, object value)
     {
         _values.RemoveAll(v => v.Key == name);

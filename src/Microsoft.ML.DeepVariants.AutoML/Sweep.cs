@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Text.Json;
+using Microsoft.ML.DeepVariants.AutoML.Storage;
 using Spectre.Console;
 
 namespace Microsoft.ML.DeepVariants.AutoML;
@@ -86,6 +88,16 @@ public class SweepSettings
     public CancellationToken CancellationToken { get; set; }
     /// <summary>Called after every journal event (on the worker's thread), for a live leaderboard.</summary>
     public Action<SweepEvent>? OnEvent { get; set; }
+    /// <summary>How often a running trial tells the study its worker is alive. Default 10 seconds.</summary>
+    public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(10);
+    /// <summary>
+    /// How old a running trial's last heartbeat may be before any worker takes its worker for lost, fails the trial and
+    /// queues its configuration again. Default 60 seconds; keep it several heartbeat intervals long. (A trial whose
+    /// process on the same machine has ended is taken for lost at once.)
+    /// </summary>
+    public TimeSpan HeartbeatGrace { get; set; } = TimeSpan.FromSeconds(60);
+    /// <summary>Times one configuration is run again after its worker was lost. Default 3.</summary>
+    public int MaxRetries { get; set; } = 3;
 
     internal void Validate()
     {
@@ -96,6 +108,12 @@ public class SweepSettings
             throw new ArgumentOutOfRangeException(nameof(MaxTotalEpochs), MaxTotalEpochs, "MaxTotalEpochs must be above zero.");
         if (MaxTime is { } time && time <= TimeSpan.Zero)
             throw new ArgumentOutOfRangeException(nameof(MaxTime), MaxTime, "MaxTime must be above zero.");
+        if (HeartbeatInterval <= TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(HeartbeatInterval), HeartbeatInterval, "HeartbeatInterval must be above zero.");
+        if (HeartbeatGrace <= HeartbeatInterval)
+            throw new ArgumentOutOfRangeException(nameof(HeartbeatGrace), HeartbeatGrace,
+                $"HeartbeatGrace must be longer than HeartbeatInterval ({HeartbeatInterval}), or live trials would be taken for lost.");
+        ArgumentOutOfRangeException.ThrowIfNegative(MaxRetries, nameof(MaxRetries));
     }
 }
 
@@ -114,11 +132,14 @@ public sealed record SweepEvent(int TrialId, string Kind, int? Epoch, double? Me
 /// <param name="Elapsed">Wall time of this run.</param>
 public sealed record SweepResult(IReadOnlyList<TrialRecord> Trials, TrialRecord? Best, long TotalEpochs, TimeSpan Elapsed)
 {
-    /// <summary>Trials that reported a metric and did not fail, best first.</summary>
+    /// <summary>How long this run's calls to the study storage took: what coordinating the workers costs.</summary>
+    public CoordinationTimes Coordination { get; init; } = new([], []);
+
+    /// <summary>Trials that reported a metric and neither failed nor lost their worker (their re-run is ranked instead), best first.</summary>
     public IReadOnlyList<TrialRecord> Leaderboard => Ranked(Trials);
 
     internal static IReadOnlyList<TrialRecord> Ranked(IEnumerable<TrialRecord> trials) =>
-        trials.Where(t => t.BestMetric.HasValue && t.Status != TrialStatus.Failed).OrderByDescending(t => t.BestMetric).ThenBy(t => t.Id).ToList();
+        trials.Where(t => t.BestMetric.HasValue && t.Status is not (TrialStatus.Failed or TrialStatus.Interrupted or TrialStatus.Queued)).OrderByDescending(t => t.BestMetric).ThenBy(t => t.Id).ToList();
 
     /// <summary>The leaderboard as a console table (the best <paramref name="rows"/> trials and every failed one).</summary>
     public Table ToTable(int rows = 10)
@@ -139,14 +160,37 @@ public sealed record SweepResult(IReadOnlyList<TrialRecord> Trials, TrialRecord?
     public void WriteCsv(string path)
     {
         static string Quote(string s) => "\"" + s.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
-        var lines = new List<string> { "trial,status,best_metric,best_epoch,epochs,seconds,configuration,reason" };
+        var lines = new List<string> { "trial,status,best_metric,best_epoch,epochs,seconds,configuration,reason,worker" };
         lines.AddRange(Trials.Select(t => string.Join(",", t.Id.ToString(CultureInfo.InvariantCulture), t.Status,
             t.BestMetric?.ToString("R", CultureInfo.InvariantCulture) ?? "", t.BestEpoch.ToString(CultureInfo.InvariantCulture),
-            t.Epochs.ToString(CultureInfo.InvariantCulture), t.Seconds.ToString("F2", CultureInfo.InvariantCulture), Quote(t.Configuration.ToJson()), Quote(t.Reason ?? ""))));
+            t.Epochs.ToString(CultureInfo.InvariantCulture), t.Seconds.ToString("F2", CultureInfo.InvariantCulture), Quote(t.Configuration.ToJson()), Quote(t.Reason ?? ""), Quote(t.Worker ?? ""))));
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
         File.WriteAllLines(path + ".tmp", lines);
         File.Move(path + ".tmp", path, overwrite: true);
     }
+}
+
+/// <summary>The time each call to the study storage took in one sweep run, in milliseconds.</summary>
+/// <param name="ClaimMilliseconds">Each claim (a trial proposed and taken, lost trials re-queued), including its wait for the study's lock.</param>
+/// <param name="ReportMilliseconds">Each epoch's report (written, then every worker's reports read back for the scheduler).</param>
+public sealed record CoordinationTimes(IReadOnlyList<double> ClaimMilliseconds, IReadOnlyList<double> ReportMilliseconds)
+{
+    /// <summary>The median and 99th percentile of each, in words.</summary>
+    public override string ToString() =>
+        $"{Describe("claims", ClaimMilliseconds)}; {Describe("reports", ReportMilliseconds)}";
+
+    /// <summary>The <paramref name="q"/> quantile (nearest rank) of <paramref name="values"/>, or NaN when empty.</summary>
+    public static double Quantile(IReadOnlyList<double> values, double q)
+    {
+        ArgumentNullException.ThrowIfNull(values);
+        if (values.Count == 0)
+            return double.NaN;
+        var sorted = values.Order().ToArray();
+        return sorted[Math.Clamp((int)Math.Ceiling(q * sorted.Length) - 1, 0, sorted.Length - 1)];
+    }
+
+    private static string Describe(string what, IReadOnlyList<double> values) =>
+        FormattableString.Invariant($"{values.Count} {what}, median {Quantile(values, 0.5):F1} ms, 99th percentile {Quantile(values, 0.99):F1} ms");
 }
 
 /// <summary>
@@ -165,12 +209,14 @@ public sealed record SweepResult(IReadOnlyList<TrialRecord> Trials, TrialRecord?
 /// </example>
 public sealed class Sweep(SearchSpace space, ITrialRunner runner, IProposer proposer, ITrialScheduler scheduler, SweepJournal journal, SweepSettings settings)
 {
-    private readonly object _gate = new();
-
     /// <summary>The journal the sweep writes.</summary>
     public SweepJournal Journal => journal;
 
-    /// <summary>Runs the sweep until its trials or budgets are spent, or it is cancelled.</summary>
+    /// <summary>
+    /// Runs the sweep until the study holds its trials, a budget is spent, or it is cancelled. Other sweeps may work on
+    /// the same study at once, in this process or others, on this machine or others: each claims its trials from the
+    /// study, proposes from every worker's finished trials, and decides early stopping from every worker's reports.
+    /// </summary>
     public SweepResult Run()
     {
         ArgumentNullException.ThrowIfNull(space);
@@ -183,98 +229,104 @@ public sealed class Sweep(SearchSpace space, ITrialRunner runner, IProposer prop
         if (space.Parameters.Count == 0)
             throw new ArgumentException("The search space has no parameters, so every trial would train the same model; add some " +
                 "(Choice, Uniform, LogUniform, Integer, LogInteger) or train the model once without a sweep.", nameof(space));
-        using var journalLock = journal.LockForSweep();
         CheckJournal();
 
         var clock = Stopwatch.StartNew();
-        var existing = journal.Trials(space);
-        var reports = new Dictionary<int, IReadOnlyList<double>>();
-        // A trial still running was cut off by a kill: it becomes interrupted and its configuration is queued as a new
-        // trial in the same transaction, so a kill right after this still leaves the re-run in the journal.
-        foreach (var trial in existing.Where(t => t.Status == TrialStatus.Running).ToList())
-            journal.Requeue(trial.Id, journal.NextTrialId(), trial.Configuration, trial.Seconds);
-        existing = journal.Trials(space);
-        var queue = new Queue<TrialRecord>(existing.Where(t => t.Status == TrialStatus.Queued));
-        foreach (var trial in existing)
-        {
-            reports[trial.Id] = trial.EpochMetrics.ToList();
-            if (scheduler is AshaScheduler asha)
-                asha.Replay(trial.EpochMetrics);
-        }
-        var finished = existing.Where(t => t.Status is TrialStatus.Completed or TrialStatus.Pruned or TrialStatus.Stopped or TrialStatus.Failed).ToList();
-        int started = finished.Count;
-        long totalEpochs = existing.Sum(t => (long)t.Epochs);
+        var storage = journal.Storage;
+        string? Lost(StoredTrial trial) => SweepJournal.Lost(trial, settings.HeartbeatGrace);
+        // Trials whose worker is gone (this sweep's own, killed before, among them) fail and wait to run again, even
+        // when this run stops at once.
+        foreach (int number in storage.Recover(journal.StudyId, Lost, settings.MaxRetries))
+            Emit(new SweepEvent(number, "interrupted", null, null, "its worker was lost"));
         bool budgetSpent = false;
 
         // Each worker gets its share of the cores, so that parallel trials do not oversubscribe them (a trial's
         // TrainingOptions.Threads; TorchSharp's thread count is one setting for the whole process).
         int threadsPerTrial = Math.Max(1, TrainingOptions.DefaultThreads / settings.Workers);
-
-        (int Id, Configuration Configuration)? Next()
+        var request = new ClaimRequest
         {
-            lock (_gate)
+            MaxTrials = settings.MaxTrials,
+            Worker = SweepJournal.ThisWorker,
+            IsStale = Lost,
+            MaxRetries = settings.MaxRetries,
+            Choose = (number, stored, waiting) =>
             {
-                if (budgetSpent || settings.CancellationToken.IsCancellationRequested || started >= settings.MaxTrials || OutOfTime())
-                    return null;
-                int id;
-                Configuration configuration;
-                if (queue.TryDequeue(out var queued))
-                {
-                    (id, configuration) = (queued.Id, queued.Configuration);
-                    journal.Started(id, configuration);
-                }
-                else
-                {
-                    id = journal.NextTrialId();
-                    configuration = proposer.Propose(id, finished.ToList());
-                    journal.Proposed(id, configuration);
-                }
-                reports[id] = new List<double>();
-                started++;
-                Emit(new SweepEvent(id, "proposed", null, null, configuration.ToJson()));
-                return (id, configuration);
-            }
-        }
+                var trials = stored.Select(t => SweepJournal.ToRecord(t, space)).ToList();
+                var finished = trials.Where(t => t.Status is TrialStatus.Completed or TrialStatus.Pruned or TrialStatus.Stopped or TrialStatus.Failed).ToList();
+                var configuration = waiting is null ? proposer.Propose(number, finished) : Complete(SweepJournal.ToRecord(waiting, space).Configuration, number, finished);
+                return SweepJournal.ToStored(configuration, space);
+            },
+        };
 
+        bool Stopping() => budgetSpent || settings.CancellationToken.IsCancellationRequested || OutOfTime();
         bool OutOfTime() => settings.MaxTime is { } limit && clock.Elapsed >= limit;
+
+        var claimTimes = new System.Collections.Concurrent.ConcurrentQueue<double>();
+        var reportTimes = new System.Collections.Concurrent.ConcurrentQueue<double>();
+
+        StoredTrial? Next()
+        {
+            while (!Stopping())
+            {
+                long started = Stopwatch.GetTimestamp();
+                var claim = storage.Claim(journal.StudyId, request);
+                claimTimes.Enqueue(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+                foreach (int number in claim.Requeued)
+                    Emit(new SweepEvent(number, "interrupted", null, null, "its worker was lost"));
+                if (claim.Outcome == ClaimOutcome.Claimed)
+                {
+                    Emit(new SweepEvent(claim.Trial!.Number, "proposed", null, null, SweepJournal.ToRecord(claim.Trial, space).Configuration.ToJson()));
+                    return claim.Trial;
+                }
+                if (claim.Outcome == ClaimOutcome.Done)
+                    return null;
+                // The study is full but trials run elsewhere; one of them may yet be lost and queued again.
+                settings.CancellationToken.WaitHandle.WaitOne(TimeSpan.FromMilliseconds(Math.Min(1000, settings.HeartbeatInterval.TotalMilliseconds)));
+            }
+            return null;
+        }
 
         void Work()
         {
-            while (Next() is { } next)
+            while (Next() is { } claimed)
             {
+                int id = claimed.Number;
+                var configuration = SweepJournal.ToRecord(claimed, space).Configuration;
                 var trialClock = Stopwatch.StartNew();
                 int bestEpoch = 0;
                 double best = double.NegativeInfinity;
-                var context = new TrialContext(next.Id, StableSeed.Mix(settings.Seed, next.Id), settings.EpochsPerTrial, settings.CancellationToken,
+                using var heartbeat = new Timer(_ => Beat(claimed.TrialId), null, settings.HeartbeatInterval, settings.HeartbeatInterval);
+                var context = new TrialContext(id, StableSeed.Mix(settings.Seed, id), settings.EpochsPerTrial, settings.CancellationToken,
                     (epoch, metric) =>
                     {
-                        lock (_gate)
+                        if (metric > best)
+                            (best, bestEpoch) = (metric, epoch);
+                        long started = Stopwatch.GetTimestamp();
+                        if (!storage.Report(claimed.TrialId, epoch, metric))
+                            return (false, TrialStatus.Interrupted, "another worker took this trial's worker for lost and queued its configuration again");
+                        // Every worker's reports, from the study: the rungs and medians are the study's, not this process's.
+                        var reports = storage.IntermediateValues(journal.StudyId);
+                        reportTimes.Enqueue(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+                        Emit(new SweepEvent(id, "epoch", epoch, metric, null));
+                        long totalEpochs = reports.Values.Sum(r => (long)r.Count);
+                        if (settings.MaxTotalEpochs is { } maxEpochs && totalEpochs >= maxEpochs)
                         {
-                            if (metric > best)
-                                (best, bestEpoch) = (metric, epoch);
-                            ((List<double>)reports[next.Id]).Add(metric);
-                            totalEpochs++;
-                            journal.Epoch(next.Id, epoch, metric, bestEpoch, best, trialClock.Elapsed.TotalSeconds);
-                            Emit(new SweepEvent(next.Id, "epoch", epoch, metric, null));
-                            if (settings.MaxTotalEpochs is { } maxEpochs && totalEpochs >= maxEpochs)
-                            {
-                                budgetSpent = true;
-                                return epoch >= settings.EpochsPerTrial ? (false, TrialStatus.Completed, null) : (false, TrialStatus.Stopped, $"the sweep's budget of {maxEpochs} epochs is spent");
-                            }
-                            if (OutOfTime())
-                                return epoch >= settings.EpochsPerTrial ? (false, TrialStatus.Completed, null) : (false, TrialStatus.Stopped, $"the sweep's time budget of {settings.MaxTime} is spent");
-                            if (epoch >= settings.EpochsPerTrial)
-                                return (false, TrialStatus.Completed, null);
-                            return scheduler.ShouldContinue(next.Id, epoch, metric, reports, out string? reason)
-                                ? (true, null, null)
-                                : (false, TrialStatus.Pruned, reason);
+                            budgetSpent = true;
+                            return epoch >= settings.EpochsPerTrial ? (false, TrialStatus.Completed, null) : (false, TrialStatus.Stopped, $"the sweep's budget of {maxEpochs} epochs is spent");
                         }
+                        if (OutOfTime())
+                            return epoch >= settings.EpochsPerTrial ? (false, TrialStatus.Completed, null) : (false, TrialStatus.Stopped, $"the sweep's time budget of {settings.MaxTime} is spent");
+                        if (epoch >= settings.EpochsPerTrial)
+                            return (false, TrialStatus.Completed, null);
+                        return scheduler.ShouldContinue(id, epoch, metric, reports, out string? reason)
+                            ? (true, null, null)
+                            : (false, TrialStatus.Pruned, reason);
                     }, threadsPerTrial);
                 TrialStatus status;
                 string? why = null;
                 try
                 {
-                    runner.Run(next.Configuration, context);
+                    runner.Run(configuration, context);
                     (status, why) = (context.StopStatus ?? TrialStatus.Completed, context.StopReason);
                 }
                 catch (OperationCanceledException) when (context.StopStatus is not null)
@@ -283,26 +335,77 @@ public sealed class Sweep(SearchSpace space, ITrialRunner runner, IProposer prop
                 }
                 catch (OperationCanceledException) when (settings.CancellationToken.IsCancellationRequested)
                 {
-                    (status, why) = (TrialStatus.Stopped, "the sweep was cancelled");
+                    (status, why) = (TrialStatus.Interrupted, "the sweep was cancelled");
                 }
                 catch (Exception e)
                 {
                     (status, why) = (TrialStatus.Failed, $"{e.GetType().Name}: {e.Message}");
                 }
-                lock (_gate)
+                heartbeat.Dispose();
+                if (status == TrialStatus.Interrupted && context.StopStatus == TrialStatus.Interrupted)
                 {
-                    journal.Finished(next.Id, status, why, trialClock.Elapsed.TotalSeconds);
-                    Emit(new SweepEvent(next.Id, status.ToString().ToLowerInvariant(), null, null, why));
-                    finished.Add(journal.Trials(space).First(t => t.Id == next.Id));
+                    // Taken over: the study holds its re-run already.
                 }
+                else if (status == TrialStatus.Interrupted)
+                    // Cancelled (Ctrl+C): the configuration waits in the study for this sweep's next run, or another worker.
+                    storage.FailAndRequeue(journal.StudyId, claimed.TrialId, why!, trialClock.Elapsed.TotalSeconds, settings.MaxRetries);
+                else
+                    storage.Finish(claimed.TrialId, status switch
+                        {
+                            TrialStatus.Completed => StoredState.Complete,
+                            TrialStatus.Pruned or TrialStatus.Stopped => StoredState.Pruned,
+                            _ => StoredState.Fail,
+                        },
+                        status == TrialStatus.Failed || bestEpoch == 0 ? null : best,
+                        new Dictionary<string, string>
+                        {
+                            ["status"] = JsonSerializer.Serialize(status.ToString()),
+                            ["seconds"] = trialClock.Elapsed.TotalSeconds.ToString("R", CultureInfo.InvariantCulture),
+                            ["reason"] = why is null ? "null" : JsonSerializer.Serialize(why),
+                        });
+                Emit(new SweepEvent(id, status.ToString().ToLowerInvariant(), null, null, why));
+            }
+        }
+
+        void Beat(int trialId)
+        {
+            try
+            {
+                storage.Heartbeat(trialId);
+            }
+            catch (Exception e) when (e is System.Data.Common.DbException or IOException or InvalidOperationException)
+            {
+                // A missed beat is retried at the next interval; the grace period is several intervals long.
             }
         }
 
         var workers = Enumerable.Range(0, settings.Workers).Select(_ => Task.Factory.StartNew(Work, TaskCreationOptions.LongRunning)).ToArray();
         Task.WaitAll(workers);
-        var trials = journal.Trials(space);
-        var best = SweepResult.Ranked(trials).FirstOrDefault();
-        return new SweepResult(trials, best, trials.Sum(t => (long)t.Epochs), clock.Elapsed);
+        var all = journal.Trials(space);
+        var bestTrial = SweepResult.Ranked(all).FirstOrDefault();
+        return new SweepResult(all, bestTrial, all.Sum(t => (long)t.Epochs), clock.Elapsed) { Coordination = new([.. claimTimes], [.. reportTimes]) };
+    }
+
+    // A queued trial's parameters as they were fixed (all of them, when this package queued it; some, when Optuna's
+    // enqueue_trial did), the rest proposed as for a new trial.
+    private Configuration Complete(Configuration fixedValues, int number, IReadOnlyList<TrialRecord> finished)
+    {
+        if (space.Parameters.All(p => fixedValues.Has(p.Name) || (p.Condition is { } condition && !condition(fixedValues))))
+            return fixedValues.InOrderOf(space);
+        var proposed = proposer.Propose(number, finished);
+        var configuration = new Configuration();
+        foreach (var parameter in space.Parameters)
+        {
+            if (parameter.Condition is { } condition && !condition(configuration))
+                continue;
+            if (fixedValues.Has(parameter.Name))
+                configuration.Set(parameter.Name, fixedValues[parameter.Name]);
+            else if (proposed.Has(parameter.Name))
+                configuration.Set(parameter.Name, proposed[parameter.Name]);
+            else if (space.Sample(RandomSearchProposer.TrialRandom(settings.Seed, number)) is var sample && sample.Has(parameter.Name))
+                configuration.Set(parameter.Name, sample[parameter.Name]);
+        }
+        return configuration;
     }
 
     /// <summary>Trains the best trial's configuration on training plus validation data for its best number of epochs and saves it, with its configuration as JSON beside it (<c>model.zip</c> and <c>model.json</c>).</summary>

@@ -1,12 +1,15 @@
+using System.Diagnostics;
 using System.Globalization;
-using Microsoft.Data.Sqlite;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.ML.DeepVariants.AutoML.Storage;
 
 namespace Microsoft.ML.DeepVariants.AutoML;
 
 /// <summary>Where a trial stands.</summary>
 public enum TrialStatus
 {
-    /// <summary>Proposed, not finished (a sweep that was killed leaves its running trials so).</summary>
+    /// <summary>Claimed by a worker, not finished.</summary>
     Running,
     /// <summary>Ran every epoch it was given.</summary>
     Completed,
@@ -16,253 +19,207 @@ public enum TrialStatus
     Stopped,
     /// <summary>Threw (an exception, a NaN loss, out of memory); the reason is kept.</summary>
     Failed,
-    /// <summary>Was running when the sweep was killed; a resumed sweep runs its configuration again under a new id.</summary>
+    /// <summary>Its worker was lost (killed, its heartbeat stopped, or the sweep was cancelled): its configuration runs again as a new trial.</summary>
     Interrupted,
-    /// <summary>Waits to run: the new trial of an interrupted one's configuration, written with the interruption, so a sweep killed again before it starts still runs it.</summary>
+    /// <summary>Waits for a worker: the re-run of an interrupted trial, or a trial enqueued from Optuna.</summary>
     Queued,
 }
 
 /// <summary>One trial as the journal keeps it.</summary>
-/// <param name="Id">The trial id, never reused within a journal.</param>
+/// <param name="Id">The trial's number in its study, from 0 (Optuna's numbering), never reused.</param>
 /// <param name="Configuration">Its parameters.</param>
 /// <param name="Status">Where it stands.</param>
 /// <param name="Epochs">Epochs it ran.</param>
 /// <param name="BestMetric">Its best validation metric, or null.</param>
 /// <param name="BestEpoch">The epoch of the best metric (0 when none).</param>
-/// <param name="Reason">Why it was pruned, stopped or failed.</param>
+/// <param name="Reason">Why it was pruned, stopped, failed or interrupted.</param>
 /// <param name="Seconds">Wall time it took.</param>
 /// <param name="EpochMetrics">The metric of each epoch it ran.</param>
 public sealed record TrialRecord(int Id, Configuration Configuration, TrialStatus Status, int Epochs, double? BestMetric, int BestEpoch,
-    string? Reason, double Seconds, IReadOnlyList<double> EpochMetrics);
+    string? Reason, double Seconds, IReadOnlyList<double> EpochMetrics)
+{
+    /// <summary>The worker that ran it (host and process), or null.</summary>
+    public string? Worker { get; init; }
+}
 
 /// <summary>
-/// The sweep's journal, a SQLite file: every event (trial proposed, epoch reported, pruned, completed, stopped, failed,
-/// interrupted, queued) is committed before the sweep moves on, so a killed sweep loses at most the epoch in flight, and
-/// a sweep started again on the same file resumes from it. One sweep at a time runs on a journal: a second process is
-/// refused while the first holds the journal's lock file (<c>journal.lock</c> beside it; the system releases it when
-/// the process ends, even when killed).
+/// A sweep's journal: one study in a study storage (<see cref="IStudyStorage"/>, Optuna 3.1's schema), a SQLite file by
+/// default or a PostgreSQL database shared by workers on many machines. Every event (trial claimed, epoch reported,
+/// finished, lost and re-queued) is committed before the sweep moves on; a sweep started again on the same study keeps
+/// every finished trial, and trial numbers never repeat. Any number of sweeps, in any number of processes, may work
+/// on one study at once: trials are claimed in a transaction that holds the study.
 /// </summary>
+/// <example>
+/// <code>
+/// using var local = new SweepJournal("sweep.db");                                            // SQLite, study "default"
+/// using var shared = SweepJournal.Open("postgresql://sweeper@db-host/sweeps", "fashion-cnn");   // many machines
+/// </code>
+/// </example>
 public sealed class SweepJournal : IDisposable
 {
-    private readonly SqliteConnection _connection;
-    private readonly object _gate = new();
-    private readonly Func<DateTimeOffset> _clock;
+    /// <summary>The study a journal opened by file path keeps.</summary>
+    public const string DefaultStudy = "default";
 
-    /// <summary>Opens (creating when needed) the journal at <paramref name="path"/>.</summary>
-    public SweepJournal(string path, Func<DateTimeOffset>? clock = null)
+    private const string SettingPrefix = "deepvariants.";
+    private readonly IStudyStorage _storage;
+    private readonly bool _ownsStorage;
+
+    /// <summary>Opens (creating when needed) the SQLite journal at <paramref name="path"/>, study <see cref="DefaultStudy"/>.</summary>
+    public SweepJournal(string path)
+        : this(OpenSqlite(path), DefaultStudy, ownsStorage: true)
     {
-        ArgumentException.ThrowIfNullOrWhiteSpace(path);
-        Path = System.IO.Path.GetFullPath(path);
-        Directory.CreateDirectory(System.IO.Path.GetDirectoryName(Path)!);
-        _clock = clock ?? (() => DateTimeOffset.UtcNow);
-        _connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = Path, Pooling = false }.ToString());
+    }
+
+    /// <summary>Opens (creating when needed) study <paramref name="study"/> in <paramref name="storage"/>; the storage stays the caller's.</summary>
+    public SweepJournal(IStudyStorage storage, string study)
+        : this(storage, study, ownsStorage: false)
+    {
+    }
+
+    private SweepJournal(IStudyStorage storage, string study, bool ownsStorage)
+    {
+        ArgumentNullException.ThrowIfNull(storage);
+        ArgumentException.ThrowIfNullOrWhiteSpace(study);
+        _storage = storage;
+        _ownsStorage = ownsStorage;
+        Study = study;
         try
         {
-            _connection.Open();
-            Execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
-            Execute("""
-                CREATE TABLE IF NOT EXISTS sweep (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-                CREATE TABLE IF NOT EXISTS trials (id INTEGER PRIMARY KEY, configuration TEXT NOT NULL, status TEXT NOT NULL,
-                    epochs INTEGER NOT NULL DEFAULT 0, best_metric REAL, best_epoch INTEGER NOT NULL DEFAULT 0, reason TEXT, seconds REAL NOT NULL DEFAULT 0);
-                CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL, trial INTEGER NOT NULL,
-                    kind TEXT NOT NULL, epoch INTEGER, metric REAL, detail TEXT);
-                """);
+            StudyId = storage.FindStudy(study, create: true)!.Value;
         }
-        catch (SqliteException e)
+        catch
         {
-            _connection.Dispose();
-            // SQLITE_NOTADB (26) and SQLITE_CORRUPT (11): the file exists and is something else.
-            throw e.SqliteErrorCode is 26 or 11
-                ? new InvalidDataException($"The sweep journal '{Path}' is not a SQLite database (SQLite: {e.Message}); give a new file name, or the journal of an earlier sweep.", e)
-                : new IOException($"The sweep journal '{Path}' could not be opened (SQLite: {e.Message}).", e);
+            if (ownsStorage)
+                storage.Dispose();
+            throw;
         }
     }
 
-    /// <summary>
-    /// Takes the journal for one sweep: an exclusive lock on <c>journal.lock</c> beside it, held until the result is
-    /// disposed. Throws, naming the journal, when another process holds it.
-    /// </summary>
-    internal IDisposable LockForSweep()
-    {
-        string lockPath = Path + ".lock";
-        try
-        {
-            // On Linux and macOS .NET takes an advisory flock for FileShare.None; Windows shares nothing. Either way the
-            // system drops the lock when the process ends, so a killed sweep never leaves its journal locked. The file
-            // stays: deleting it on close would let a waiting process lock the deleted file while a third locks a new one.
-            var stream = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.None);
-            stream.SetLength(0);
-            stream.Write(System.Text.Encoding.UTF8.GetBytes($"{Environment.ProcessId} {Environment.MachineName} {_clock():O}\n"));
-            stream.Flush();
-            SetSetting("owner", $"process {Environment.ProcessId} on {Environment.MachineName}, since {_clock():O}");
-            return stream;
-        }
-        catch (IOException e)
-        {
-            string owner = GetSetting("owner") is { } who ? $" ({who})" : "";
-            throw new InvalidOperationException(
-                $"The sweep journal '{Path}' is in use by another sweep{owner}: one journal takes one sweep at a time. Wait for that sweep to end, " +
-                "or give this one another journal file.", e);
-        }
-    }
+    /// <summary>Opens study <paramref name="study"/> in the storage <paramref name="storage"/> (see <see cref="StudyStorage.Open"/>).</summary>
+    public static SweepJournal Open(string storage, string study = DefaultStudy) => new(StudyStorage.Open(storage), study, ownsStorage: true);
 
-    /// <summary>The journal file.</summary>
-    public string Path { get; }
+    /// <summary>The storage's location: the journal file, or the PostgreSQL server and database.</summary>
+    public string Path => _storage.Location;
 
-    /// <summary>A sweep setting (seed, space) recorded by the first run, or null.</summary>
-    public string? GetSetting(string key)
-    {
-        lock (_gate)
-        {
-            using var command = Command("SELECT value FROM sweep WHERE key = $key", ("$key", key));
-            return command.ExecuteScalar() as string;
-        }
-    }
+    /// <summary>The study's name.</summary>
+    public string Study { get; }
+
+    /// <summary>The storage the study lives in.</summary>
+    public IStudyStorage Storage => _storage;
+
+    internal int StudyId { get; }
+
+    /// <summary>A sweep setting (seed, space) recorded by the first run, or null: a study user attribute <c>deepvariants.KEY</c>.</summary>
+    public string? GetSetting(string key) =>
+        _storage.GetStudyAttribute(StudyId, SettingPrefix + key) is { } json ? JsonSerializer.Deserialize<string>(json) : null;
 
     /// <summary>Records a sweep setting.</summary>
-    public void SetSetting(string key, string value)
-    {
-        lock (_gate)
-        {
-            using var command = Command("INSERT INTO sweep(key, value) VALUES($key, $value) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                ("$key", key), ("$value", value));
-            command.ExecuteNonQuery();
-        }
-    }
+    public void SetSetting(string key, string value) => _storage.SetStudyAttribute(StudyId, SettingPrefix + key, JsonSerializer.Serialize(value));
 
-    /// <summary>The next unused trial id.</summary>
-    public int NextTrialId()
-    {
-        lock (_gate)
-        {
-            using var command = Command("SELECT COALESCE(MAX(id), 0) + 1 FROM trials");
-            return Convert.ToInt32(command.ExecuteScalar(), CultureInfo.InvariantCulture);
-        }
-    }
-
-    internal void Proposed(int trial, Configuration configuration) => Write(trial, "proposed", null, null, configuration.ToJson(),
-        "INSERT INTO trials(id, configuration, status) VALUES($trial, $detail, 'Running')");
-
-    // A queued trial starts: the same event as a proposal, on the row that is already there.
-    internal void Started(int trial, Configuration configuration) => Write(trial, "proposed", null, null, configuration.ToJson(),
-        "UPDATE trials SET status = 'Running' WHERE id = $trial");
-
-    /// <summary>
-    /// Marks <paramref name="interrupted"/> as interrupted and queues its configuration as trial <paramref name="queued"/>,
-    /// in one transaction: a sweep killed at any moment leaves either the running trial or the queued one, never neither.
-    /// </summary>
-    internal void Requeue(int interrupted, int queued, Configuration configuration, double seconds)
-    {
-        lock (_gate)
-        {
-            using var transaction = _connection.BeginTransaction();
-            string reason = $"the sweep stopped while this trial ran; its configuration runs again as trial {queued}";
-            Insert(transaction, interrupted, "interrupted", null, null, reason);
-            Run(transaction, "UPDATE trials SET status = 'Interrupted', reason = $detail, seconds = $seconds WHERE id = $trial",
-                ("$trial", interrupted), ("$detail", reason), ("$seconds", seconds));
-            Insert(transaction, queued, "queued", null, null, configuration.ToJson());
-            Run(transaction, "INSERT INTO trials(id, configuration, status) VALUES($trial, $detail, 'Queued')", ("$trial", queued), ("$detail", configuration.ToJson()));
-            transaction.Commit();
-        }
-    }
-
-    internal void Epoch(int trial, int epoch, double metric, int bestEpoch, double bestMetric, double seconds) =>
-        Write(trial, "epoch", epoch, metric, null,
-            "UPDATE trials SET epochs = $epoch, best_metric = $best, best_epoch = $bestEpoch, seconds = $seconds WHERE id = $trial",
-            ("$best", bestMetric), ("$bestEpoch", bestEpoch), ("$seconds", seconds));
-
-    internal void Finished(int trial, TrialStatus status, string? reason, double seconds) =>
-        Write(trial, status.ToString().ToLowerInvariant(), null, null, reason,
-            "UPDATE trials SET status = $status, reason = $detail, seconds = $seconds WHERE id = $trial",
-            ("$status", status.ToString()), ("$seconds", seconds));
-
-    /// <summary>Every trial, by id, with its epoch metrics.</summary>
+    /// <summary>Every trial, by number, with its epoch metrics.</summary>
     public IReadOnlyList<TrialRecord> Trials(SearchSpace space)
     {
-        lock (_gate)
-        {
-            var metrics = new Dictionary<int, List<double>>();
-            using (var command = Command("SELECT trial, metric FROM events WHERE kind = 'epoch' ORDER BY seq"))
-            using (var reader = command.ExecuteReader())
-                while (reader.Read())
-                {
-                    int id = reader.GetInt32(0);
-                    if (!metrics.TryGetValue(id, out var list))
-                        metrics[id] = list = [];
-                    list.Add(reader.GetDouble(1));
-                }
-            var trials = new List<TrialRecord>();
-            using (var command = Command("SELECT id, configuration, status, epochs, best_metric, best_epoch, reason, seconds FROM trials ORDER BY id"))
-            using (var reader = command.ExecuteReader())
-                while (reader.Read())
-                {
-                    int id = reader.GetInt32(0);
-                    trials.Add(new TrialRecord(id, Configuration.FromJson(reader.GetString(1), space), Enum.Parse<TrialStatus>(reader.GetString(2)),
-                        reader.GetInt32(3), reader.IsDBNull(4) ? null : reader.GetDouble(4), reader.GetInt32(5),
-                        reader.IsDBNull(6) ? null : reader.GetString(6), reader.GetDouble(7), metrics.GetValueOrDefault(id) ?? []));
-                }
-            return trials;
-        }
-    }
-
-    /// <summary>The events in order: (sequence, time, trial, kind, epoch, metric, detail).</summary>
-    public IReadOnlyList<(long Seq, string Time, int Trial, string Kind, int? Epoch, double? Metric, string? Detail)> Events()
-    {
-        lock (_gate)
-        {
-            var events = new List<(long, string, int, string, int?, double?, string?)>();
-            using var command = Command("SELECT seq, time, trial, kind, epoch, metric, detail FROM events ORDER BY seq");
-            using var reader = command.ExecuteReader();
-            while (reader.Read())
-                events.Add((reader.GetInt64(0), reader.GetString(1), reader.GetInt32(2), reader.GetString(3),
-                    reader.IsDBNull(4) ? null : reader.GetInt32(4), reader.IsDBNull(5) ? null : reader.GetDouble(5), reader.IsDBNull(6) ? null : reader.GetString(6)));
-            return events;
-        }
+        ArgumentNullException.ThrowIfNull(space);
+        return _storage.Trials(StudyId).Select(t => ToRecord(t, space)).ToList();
     }
 
     /// <inheritdoc/>
     public void Dispose()
     {
-        _connection.Dispose();
-        SqliteConnection.ClearAllPools();
+        if (_ownsStorage)
+            _storage.Dispose();
     }
 
-    // One transaction per event: the event row and the trial's row change together, and are on disk when this returns.
-    private void Write(int trial, string kind, int? epoch, double? metric, string? detail, string trialUpdate, params (string, object?)[] extra)
+    /// <summary>A stored trial as the sweep sees it; parameters the space does not have (a Python worker's) are kept as Optuna gives them.</summary>
+    internal static TrialRecord ToRecord(StoredTrial trial, SearchSpace space)
     {
-        lock (_gate)
+        var configuration = ConfigurationOf(trial, space);
+        var metrics = trial.Intermediate.Select(i => i.Value).ToList();
+        int bestEpoch = 0;
+        double best = double.NegativeInfinity;
+        foreach (var (step, value) in trial.Intermediate)
+            if (value > best)
+                (best, bestEpoch) = (value, step);
+        double? bestMetric = trial.Value is { } v && !double.IsNegativeInfinity(v) ? v : bestEpoch > 0 ? best : null;
+        string? Text(string key) => trial.UserAttributes.TryGetValue(key, out string? json) ? JsonNode.Parse(json)?.ToString() : null;
+        var status = Text("status") is { } named && Enum.TryParse<TrialStatus>(named, out var s) ? s : trial.State switch
         {
-            using var transaction = _connection.BeginTransaction();
-            Insert(transaction, trial, kind, epoch, metric, detail);
-            Run(transaction, trialUpdate, [("$trial", trial), ("$epoch", epoch), ("$detail", detail), .. extra]);
-            transaction.Commit();
+            StoredState.Running => TrialStatus.Running,
+            StoredState.Waiting => TrialStatus.Queued,
+            StoredState.Complete => TrialStatus.Completed,
+            StoredState.Pruned => TrialStatus.Pruned,
+            _ => trial.UserAttributes.ContainsKey(RelationalStudyStorage.RetriedAs) ? TrialStatus.Interrupted : TrialStatus.Failed,
+        };
+        double seconds = Text("seconds") is { } text && double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out double sec)
+            ? sec
+            : trial.Start is { } start ? ((trial.Complete ?? DateTime.Now) - start).TotalSeconds : 0;
+        return new TrialRecord(trial.Number, configuration, status, metrics.Count, bestMetric, bestEpoch, Text("reason"), seconds, metrics) { Worker = Text("worker") };
+    }
+
+    private static Configuration ConfigurationOf(StoredTrial trial, SearchSpace space)
+    {
+        var configuration = new Configuration();
+        if (trial.Params.Count == 0 && trial.SystemAttributes.TryGetValue("fixed_params", out string? fixedJson))
+        {
+            // A queued trial: Optuna keeps its parameters as fixed_params until a worker claims it.
+            foreach (var (name, value) in JsonNode.Parse(fixedJson)!.AsObject())
+                configuration.Set(name, space.Parameters.FirstOrDefault(p => p.Name == name) is { } parameter
+                    ? OptunaDistributions.FromExternal(parameter, value)
+                    : value?.ToString() ?? "");
+            return configuration;
         }
+        foreach (var stored in trial.Params)
+        {
+            object? external = OptunaDistributions.ToExternal(stored);
+            var parameter = space.Parameters.FirstOrDefault(p => p.Name == stored.Name);
+            configuration.Set(stored.Name, parameter is null ? external ?? "" : OptunaDistributions.FromExternal(parameter, external));
+        }
+        // In drawing order, as the space draws them.
+        return configuration.InOrderOf(space);
     }
 
-    private void Insert(SqliteTransaction transaction, int trial, string kind, int? epoch, double? metric, string? detail) =>
-        Run(transaction, "INSERT INTO events(time, trial, kind, epoch, metric, detail) VALUES($time, $trial, $kind, $epoch, $metric, $detail)",
-            ("$time", _clock().ToString("O", CultureInfo.InvariantCulture)), ("$trial", trial), ("$kind", kind), ("$epoch", epoch), ("$metric", metric), ("$detail", detail));
+    /// <summary>The parameters to store for <paramref name="configuration"/> (those of the space, in drawing order).</summary>
+    internal static IReadOnlyList<StoredParam> ToStored(Configuration configuration, SearchSpace space) =>
+        space.Parameters.Where(p => configuration.Has(p.Name)).Select(p => OptunaDistributions.ToStored(p, configuration[p.Name])).ToList();
 
-    private void Run(SqliteTransaction transaction, string sql, params (string Name, object? Value)[] parameters)
+    private static IStudyStorage OpenSqlite(string path)
     {
-        using var command = Command(sql, parameters);
-        command.Transaction = transaction;
-        command.ExecuteNonQuery();
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        return new SqliteStudyStorage(path);
     }
 
-    private void Execute(string sql)
+    /// <summary>This process, as trials record their worker: the host, the process id, and when the process started (so a reused id is not taken for it).</summary>
+    /// <remarks>DEEPVARIANTS_WORKER_HOST, when set, is recorded as the host instead: tests give each worker process its own, to stand for workers on other machines.</remarks>
+    internal static string ThisWorker { get; } = $"{WorkerHost}:{Environment.ProcessId}:{ProcessStart(Environment.ProcessId)}";
+
+    private static string WorkerHost => Environment.GetEnvironmentVariable("DEEPVARIANTS_WORKER_HOST") is { Length: > 0 } host ? host.Replace(':', '-') : Environment.MachineName;
+
+    /// <summary>Why a running trial's worker is gone: its heartbeat is older than <paramref name="grace"/>, or it ran in a process of this machine that has ended.</summary>
+    internal static string? Lost(StoredTrial trial, TimeSpan grace)
     {
-        using var command = Command(sql);
-        command.ExecuteNonQuery();
+        if (trial.HeartbeatAge is not { } age)
+            return null;  // a worker that never beats (an Optuna worker without heartbeats) is never taken for lost
+        if (age > grace)
+            return FormattableString.Invariant($"its worker's last heartbeat was {age.TotalSeconds:F0} s ago (grace {grace.TotalSeconds:F0} s)");
+        // Linux derives a process's start time from the boot time, which each reader computes anew: allow a second.
+        if (trial.UserAttributes.TryGetValue("worker", out string? json) && JsonSerializer.Deserialize<string>(json) is { } worker
+            && worker.Split(':') is [var host, var pidText, var startText] && host == WorkerHost
+            && int.TryParse(pidText, CultureInfo.InvariantCulture, out int pid) && long.TryParse(startText, CultureInfo.InvariantCulture, out long started)
+            && !(long.TryParse(ProcessStart(pid), CultureInfo.InvariantCulture, out long now) && Math.Abs(now - started) <= 1000))
+            return $"its worker, process {pid} on {host}, has ended";
+        return null;
     }
 
-    private SqliteCommand Command(string sql, params (string Name, object? Value)[] parameters)
+    private static string ProcessStart(int pid)
     {
-        var command = _connection.CreateCommand();
-        command.CommandText = sql;
-        foreach (var (name, value) in parameters)
-            if (sql.Contains(name, StringComparison.Ordinal))
-                command.Parameters.AddWithValue(name, value ?? DBNull.Value);
-        return command;
+        try
+        {
+            using var process = Process.GetProcessById(pid);
+            return new DateTimeOffset(process.StartTime.ToUniversalTime()).ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception or NotSupportedException)
+        {
+            return "ended";
+        }
     }
 }

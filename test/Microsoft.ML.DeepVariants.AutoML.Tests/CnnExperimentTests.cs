@@ -34,7 +34,8 @@ public sealed class CnnExperimentTests
         List<string> Journal(string path)
         {
             using var journal = new SweepJournal(path);
-            return journal.Events().Select(e => $"{e.Trial}|{e.Kind}|{e.Epoch}|{e.Metric:R}|{e.Detail}").ToList();
+            return journal.Trials(SearchSpaces.Cnn([CnnFamily.LeNet, CnnFamily.Vgg]))
+                .Select(t => $"{t.Id}|{t.Status}|{t.Configuration.ToJson()}|{string.Join(",", t.EpochMetrics.Select(m => m.ToString("R")))}|{t.Reason}").ToList();
         }
 
         SweepResult result;
