@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 bash eng/setup.sh
 # The importer's test graphs, written by PyTorch's own exporter (Debian's python3-torch); made once, kept in artifacts/.
 bash eng/onnx-fixtures.sh
+# The distributed-sweep tests start a throw-away PostgreSQL 15 server and check the studies with Optuna 3.1 (Debian's packages).
+bash eng/postgres.sh install
 
 projects=(
   test/Microsoft.ML.DeepVariants.Tests/Microsoft.ML.DeepVariants.Tests.csproj

@@ -51,7 +51,12 @@ public static class CommandLine
         }
         try
         {
-            return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false, Output = help ?? new ConsoleWriter(console) });
+            // Asynchronous, so Ctrl+C (SIGINT, SIGTERM) cancels the actions' token instead of ending the process: a sweep
+            // then leaves its trial in flight queued for the next worker. Half a minute lets a trial reach its next check.
+            return parsed.InvokeAsync(new InvocationConfiguration
+            {
+                EnableDefaultExceptionHandler = false, Output = help ?? new ConsoleWriter(console), ProcessTerminationTimeout = TimeSpan.FromSeconds(30),
+            }).GetAwaiter().GetResult();
         }
         catch (Exception e) when (Unwrap(e) is OperationCanceledException)
         {

@@ -58,7 +58,11 @@ internal static class SweepCommand
         {
             task, train, validation, label, tableTask, time, trials, epochs, maxEpochs, workers, journal, storage, study, heartbeat, grace, retries, resume, output, plots, seed, search, stopping, size, rgb, corrupt, epochDelay, demoFail, noRefit,
         };
-        command.SetAction((parse, cancellation) =>
+        // Started on the thread pool, so the invocation is under way (and Ctrl+C cancels its token) while the sweep runs.
+        command.SetAction((parse, cancellation) => Task.Run(() => Run(parse, cancellation), CancellationToken.None));
+        return command;
+
+        Task<int> Run(ParseResult parse, CancellationToken cancellation)
         {
             int seconds = parse.GetValue(time);
             if (seconds <= 0)
@@ -130,6 +134,12 @@ internal static class SweepCommand
                 SweepPlots.WriteBestSoFar(picture, result);
                 console.MarkupLine(Markup.Escape($"Plotted {picture}."));
             }
+            if (cancellation.IsCancellationRequested)
+            {
+                // Ctrl+C: the trial in flight is interrupted and waits in the study for the next worker; no refit.
+                console.MarkupLine($"[yellow]cancelled:[/] {Markup.Escape($"the trial in flight waits in study '{experiment.Journal.Study}' for the next worker")}");
+                return Task.FromResult(CommandLine.Cancelled);
+            }
             if (result.Trials.Count > 0 && result.Trials.All(t => t.Status == TrialStatus.Failed))
             {
                 var reasons = result.Trials.Select(t => t.Reason ?? "no reason kept").GroupBy(r => r).OrderByDescending(g => g.Count()).Take(3);
@@ -145,8 +155,7 @@ internal static class SweepCommand
                 console.MarkupLine(Markup.Escape($"Saved {model} and {Path.ChangeExtension(model, ".json")}"));
             }
             return Task.FromResult(CommandLine.Success);
-        });
-        return command;
+        }
     }
 
     // A study keeps the trials of one problem: resuming it on other data would rank new trials against scores they cannot be compared with.

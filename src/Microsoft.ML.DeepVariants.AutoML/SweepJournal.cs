@@ -200,7 +200,7 @@ public sealed class SweepJournal : IDisposable
         if (trial.HeartbeatAge is not { } age)
             return null;  // a worker that never beats (an Optuna worker without heartbeats) is never taken for lost
         if (age > grace)
-            return FormattableString.Invariant($"its worker's last heartbeat was {age.TotalSeconds:F0} s ago (grace {grace.TotalSeconds:F0} s)");
+            return FormattableString.Invariant($"its worker's last heartbeat was {age.TotalSeconds:F1} s ago (grace {grace.TotalSeconds:F1} s)");
         // Linux derives a process's start time from the boot time, which each reader computes anew: allow a second.
         if (trial.UserAttributes.TryGetValue("worker", out string? json) && JsonSerializer.Deserialize<string>(json) is { } worker
             && worker.Split(':') is [var host, var pidText, var startText] && host == WorkerHost

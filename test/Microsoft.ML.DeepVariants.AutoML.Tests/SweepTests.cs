@@ -221,7 +221,8 @@ public sealed class SweepTests
 
     private static string Tool => Path.Combine(AppContext.BaseDirectory, "deepvariants.dll");
 
-    private static (int ExitCode, string Output) RunTool(string arguments)
+    /// <summary>Runs the command-line tool to its end: its exit code and everything it wrote.</summary>
+    internal static (int ExitCode, string Output) RunTool(string arguments)
     {
         using var process = Process.Start(new ProcessStartInfo("dotnet", $"\"{Tool}\" {arguments}") { RedirectStandardOutput = true, RedirectStandardError = true })!;
         var output = process.StandardOutput.ReadToEndAsync();

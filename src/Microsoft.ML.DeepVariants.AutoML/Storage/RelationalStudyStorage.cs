@@ -9,7 +9,8 @@ namespace Microsoft.ML.DeepVariants.AutoML.Storage;
 /// The statements both backends share, in Optuna 3.1's schema. A backend gives its connections, its schema's DDL, how
 /// a write transaction holds a study (PostgreSQL: a row lock on the study; SQLite: the database's write lock), its
 /// clock and how it writes a timestamp. Enum values are written as literals, never parameters, so PostgreSQL's enum
-/// types take them as they take SQLAlchemy's.
+/// types take them as they take SQLAlchemy's, and read as text (a connection opened before the types existed knows
+/// nothing of them).
 /// </summary>
 internal abstract class RelationalStudyStorage : IStudyStorage
 {
@@ -230,7 +231,7 @@ internal abstract class RelationalStudyStorage : IStudyStorage
         using var connection = Open();
         using var transaction = BeginReading(connection);
         var values = new Dictionary<int, List<double>>();
-        using (var command = Command(connection, transaction, "SELECT t.number, v.intermediate_value, v.intermediate_value_type FROM trial_intermediate_values v " +
+        using (var command = Command(connection, transaction, "SELECT t.number, v.intermediate_value, CAST(v.intermediate_value_type AS TEXT) FROM trial_intermediate_values v " +
             "JOIN trials t ON t.trial_id = v.trial_id WHERE t.study_id = @s ORDER BY t.number, v.step", ("@s", studyId)))
         using (var reader = command.ExecuteReader())
             while (reader.Read())
@@ -308,7 +309,7 @@ internal abstract class RelationalStudyStorage : IStudyStorage
 
     // Row-locked in PostgreSQL, so a claim that takes the trial for lost and this worker's write never both win.
     private bool IsRunning(DbConnection connection, DbTransaction transaction, int trialId) =>
-        Convert.ToString(Scalar(connection, transaction, $"SELECT state FROM trials WHERE trial_id = @t{RowLock}", ("@t", trialId)), CultureInfo.InvariantCulture) == "RUNNING";
+        Convert.ToString(Scalar(connection, transaction, $"SELECT CAST(state AS TEXT) FROM trials WHERE trial_id = @t{RowLock}", ("@t", trialId)), CultureInfo.InvariantCulture) == "RUNNING";
 
     /// <summary>The clause that locks the rows a SELECT reads until the transaction ends (empty where the transaction already holds the database).</summary>
     protected abstract string RowLock { get; }
@@ -325,7 +326,7 @@ internal abstract class RelationalStudyStorage : IStudyStorage
     {
         var now = ReadTime(Scalar(connection, transaction, $"SELECT {NowSql}"))!.Value;
         var rows = new List<(int Id, int Number, StoredState State, DateTime? Start, DateTime? Complete)>();
-        using (var command = Command(connection, transaction, "SELECT trial_id, number, state, datetime_start, datetime_complete FROM trials WHERE study_id = @s ORDER BY number, trial_id", ("@s", studyId)))
+        using (var command = Command(connection, transaction, "SELECT trial_id, number, CAST(state AS TEXT), datetime_start, datetime_complete FROM trials WHERE study_id = @s ORDER BY number, trial_id", ("@s", studyId)))
         using (var reader = command.ExecuteReader())
             while (reader.Read())
                 rows.Add((reader.GetInt32(0), reader.IsDBNull(1) ? -1 : reader.GetInt32(1), Parse(Convert.ToString(reader.GetValue(2), CultureInfo.InvariantCulture)!),
@@ -340,9 +341,9 @@ internal abstract class RelationalStudyStorage : IStudyStorage
         const string OfStudy = "trial_id IN (SELECT trial_id FROM trials WHERE study_id = @s)";
         ReadRows($"SELECT trial_id, param_name, param_value, distribution_json FROM trial_params WHERE {OfStudy} ORDER BY param_id", r =>
             Add(parameters, r.GetInt32(0), new StoredParam(r.GetString(1), r.GetDouble(2), r.GetString(3))));
-        ReadRows($"SELECT trial_id, value, value_type FROM trial_values WHERE objective = 0 AND {OfStudy}", r =>
+        ReadRows($"SELECT trial_id, value, CAST(value_type AS TEXT) FROM trial_values WHERE objective = 0 AND {OfStudy}", r =>
             values[r.GetInt32(0)] = FromStored(r.IsDBNull(1) ? null : r.GetDouble(1), Convert.ToString(r.GetValue(2), CultureInfo.InvariantCulture)!));
-        ReadRows($"SELECT trial_id, step, intermediate_value, intermediate_value_type FROM trial_intermediate_values WHERE {OfStudy} ORDER BY step", r =>
+        ReadRows($"SELECT trial_id, step, intermediate_value, CAST(intermediate_value_type AS TEXT) FROM trial_intermediate_values WHERE {OfStudy} ORDER BY step", r =>
             Add(intermediate, r.GetInt32(0), (r.GetInt32(1), FromStored(r.IsDBNull(2) ? null : r.GetDouble(2), Convert.ToString(r.GetValue(3), CultureInfo.InvariantCulture)!))));
         ReadRows($"SELECT trial_id, \"key\", value_json FROM trial_user_attributes WHERE {OfStudy}", r =>
             (user.TryGetValue(r.GetInt32(0), out var d) ? d : user[r.GetInt32(0)] = [])[r.GetString(1)] = r.GetString(2));
