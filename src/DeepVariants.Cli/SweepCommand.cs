@@ -41,7 +41,7 @@ internal static class SweepCommand
         var grace = new Option<double>("--grace") { Description = "Seconds without a heartbeat after which a worker is taken for lost: its trial fails and its configuration runs again.", DefaultValueFactory = _ => 60 };
         var retries = new Option<int>("--retries") { Description = "Times one configuration runs again after its worker was lost.", DefaultValueFactory = _ => 3 };
         var resume = new Option<bool>("--resume") { Description = "Continue a journal even though it was written for other training data." };
-        var output = new Option<string>("--output") { Description = "Folder for model.zip, model.json and leaderboard.csv.", DefaultValueFactory = _ => "sweep-output" };
+        var output = new Option<string>("--output") { Description = "Folder for model.zip, model.json, leaderboard.csv and coordination.csv (each call to the study storage, timed).", DefaultValueFactory = _ => "sweep-output" };
         var plots = new Option<string?>("--plots") { Description = "Folder for sweep-best-so-far.png. Example: --plots plots" };
         var seed = new Option<int>("--seed") { Description = "Seed for the proposals, the trials' weights and the validation split: the same seed proposes the same trials.", DefaultValueFactory = _ => 1 };
         var search = new Option<SearchAlgorithm>("--search") { Description = "How trials are proposed: Tpe (learns from the finished trials) or Random.", DefaultValueFactory = _ => SearchAlgorithm.Tpe };
@@ -110,7 +110,7 @@ internal static class SweepCommand
                 var other => throw new UsageException($"--task: unknown task '{other}'; expected auto, image-classification, sequence-classification, tabular or demo."),
             };
             string fingerprint = $"{taskName}:{(trainPath is null ? "-" : DataSources.Fingerprint(trainPath))}";
-            CheckJournal(location, studyName, fingerprint, parse.GetValue(resume));
+            CheckJournal(location, parse.GetValue(storage) is null ? "--journal" : "--storage", studyName, fingerprint, parse.GetValue(resume));
 
             var settings = new ExperimentSettings
             {
@@ -128,6 +128,7 @@ internal static class SweepCommand
             result.WriteCsv(Path.Combine(folder, "leaderboard.csv"));   // through a temporary name
             console.MarkupLine(Markup.Escape($"{result.Trials.Count} trials, {result.TotalEpochs} epochs in all, {result.Elapsed.TotalSeconds:F0} s; study '{experiment.Journal.Study}' in {experiment.Journal.Path}"));
             console.MarkupLine(Markup.Escape($"coordination: {result.Coordination}"));
+            WriteCoordination(Path.Combine(folder, "coordination.csv"), result.Coordination);
             if (parse.GetValue(plots) is { } plotsFolder && result.Trials.Count > 0)
             {
                 string picture = Path.Combine(plotsFolder, "sweep-best-so-far.png");
@@ -158,8 +159,18 @@ internal static class SweepCommand
         }
     }
 
+    // What coordinating with the other workers cost this one: every claim and report, in milliseconds.
+    private static void WriteCoordination(string path, CoordinationTimes times)
+    {
+        var lines = new List<string> { "call,milliseconds" };
+        lines.AddRange(times.ClaimMilliseconds.Select(ms => "claim," + ms.ToString("F3", CultureInfo.InvariantCulture)));
+        lines.AddRange(times.ReportMilliseconds.Select(ms => "report," + ms.ToString("F3", CultureInfo.InvariantCulture)));
+        File.WriteAllLines(path + ".tmp", lines);
+        File.Move(path + ".tmp", path, overwrite: true);
+    }
+
     // A study keeps the trials of one problem: resuming it on other data would rank new trials against scores they cannot be compared with.
-    private static void CheckJournal(string location, string study, string fingerprint, bool resume)
+    private static void CheckJournal(string location, string option, string study, string fingerprint, bool resume)
     {
         if (!location.Contains("://", StringComparison.Ordinal) && !location.Contains('=', StringComparison.Ordinal) && !File.Exists(location))
             return;
@@ -167,8 +178,8 @@ internal static class SweepCommand
         using (var journal = SweepJournal.Open(location, study))
             recorded = journal.GetSetting(DataSetting);
         if (recorded is not null && recorded != fingerprint && !resume)
-            throw new UsageException($"study '{study}' in {StudyStorage.Redact(location)} was written for other training data or another task ({recorded}, now {fingerprint}); " +
-                "pass a new --journal or --study, or --resume to continue it anyway.");
+            throw new UsageException($"{option}: '{StudyStorage.Redact(location)}'{(study == SweepJournal.DefaultStudy ? "" : $" (study '{study}')")} was written for " +
+                $"other training data or another task ({recorded}, now {fingerprint}); pass a new {option} or --study, or --resume to continue it anyway.");
     }
 
     private static SweepResult RunWithLeaderboard(SweepExperiment experiment, ExperimentSettings settings, IAnsiConsole console)

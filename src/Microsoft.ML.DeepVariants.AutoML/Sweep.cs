@@ -72,11 +72,11 @@ public sealed class TrialContext
 /// <example><code>var settings = new SweepSettings { MaxTrials = 30, EpochsPerTrial = 9, MaxTime = TimeSpan.FromMinutes(10), Workers = 2 };</code></example>
 public class SweepSettings
 {
-    /// <summary>Trials to run at most, the journal's earlier trials included (interrupted ones excepted). Default 20.</summary>
+    /// <summary>Trials the study holds at most, every worker's and earlier runs' included (a lost trial counts once, through its re-run). Default 20.</summary>
     public int MaxTrials { get; set; } = 20;
     /// <summary>Epochs a trial runs at most (ASHA's largest rung is below this). Default 9.</summary>
     public int EpochsPerTrial { get; set; } = 9;
-    /// <summary>Epochs over all trials at most; null for no limit.</summary>
+    /// <summary>Epochs over all the study's trials at most (each worker checks after its epochs, so several may overshoot by one each); null for no limit.</summary>
     public long? MaxTotalEpochs { get; set; }
     /// <summary>Wall time at most; a running trial stops after the epoch in which the time runs out. Null for no limit.</summary>
     public TimeSpan? MaxTime { get; set; }
@@ -253,7 +253,7 @@ public sealed class Sweep(SearchSpace space, ITrialRunner runner, IProposer prop
             {
                 var trials = stored.Select(t => SweepJournal.ToRecord(t, space)).ToList();
                 var finished = trials.Where(t => t.Status is TrialStatus.Completed or TrialStatus.Pruned or TrialStatus.Stopped or TrialStatus.Failed).ToList();
-                var configuration = waiting is null ? proposer.Propose(number, finished) : Complete(SweepJournal.ToRecord(waiting, space).Configuration, number, finished);
+                var configuration = waiting is null ? proposer.Propose(number, finished) : Complete(Queued(waiting), number, finished);
                 return SweepJournal.ToStored(configuration, space);
             },
         };
@@ -305,10 +305,12 @@ public sealed class Sweep(SearchSpace space, ITrialRunner runner, IProposer prop
                         if (!storage.Report(claimed.TrialId, epoch, metric))
                             return (false, TrialStatus.Interrupted, "another worker took this trial's worker for lost and queued its configuration again");
                         // Every worker's reports, from the study: the rungs and medians are the study's, not this process's.
-                        var reports = storage.IntermediateValues(journal.StudyId);
+                        var steps = storage.IntermediateValues(journal.StudyId);
                         reportTimes.Enqueue(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+                        // A failed trial's epochs count against the budget, not against other trials (a lost trial's re-run reports again).
+                        var reports = steps.Where(s => !s.Value.Failed).ToDictionary(s => s.Key, s => s.Value.Values);
                         Emit(new SweepEvent(id, "epoch", epoch, metric, null));
-                        long totalEpochs = reports.Values.Sum(r => (long)r.Count);
+                        long totalEpochs = steps.Values.Sum(r => (long)r.Values.Count);
                         if (settings.MaxTotalEpochs is { } maxEpochs && totalEpochs >= maxEpochs)
                         {
                             budgetSpent = true;
@@ -386,6 +388,21 @@ public sealed class Sweep(SearchSpace space, ITrialRunner runner, IProposer prop
         return new SweepResult(all, bestTrial, all.Sum(t => (long)t.Epochs), clock.Elapsed) { Coordination = new([.. claimTimes], [.. reportTimes]) };
     }
 
+    // A queued trial's fixed parameters, in the space's types; a value the space cannot take (a Python user's
+    // enqueue_trial) is named with the trial, and the claim rolls back, leaving the study as it was.
+    private Configuration Queued(StoredTrial waiting)
+    {
+        try
+        {
+            return SweepJournal.ToRecord(waiting, space).Configuration;
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException or InvalidCastException or InvalidOperationException or System.Text.Json.JsonException)
+        {
+            throw new InvalidDataException($"Trial {waiting.Number} of study '{journal.Study}' waits with fixed parameters this search space cannot take " +
+                $"({e.Message}); fail it from Optuna (study.tell({waiting.Number}, state=optuna.trial.TrialState.FAIL)) or enqueue values of the space.", e);
+        }
+    }
+
     // A queued trial's parameters as they were fixed (all of them, when this package queued it; some, when Optuna's
     // enqueue_trial did), the rest proposed as for a new trial.
     private Configuration Complete(Configuration fixedValues, int number, IReadOnlyList<TrialRecord> finished)
@@ -426,16 +443,11 @@ public sealed class Sweep(SearchSpace space, ITrialRunner runner, IProposer prop
     {
         string description = space.Describe();
         string seed = settings.Seed.ToString(CultureInfo.InvariantCulture);
-        string? recordedSpace = journal.GetSetting("space"), recordedSeed = journal.GetSetting("seed");
-        if (recordedSpace is null)
-        {
-            journal.SetSetting("space", description);
-            journal.SetSetting("seed", seed);
-            return;
-        }
-        if (recordedSpace != description)
-            throw new InvalidOperationException($"The journal '{journal.Path}' was written for a different search space; use a new journal file. Its space:\n{recordedSpace}");
-        if (recordedSeed != seed)
-            throw new InvalidOperationException($"The journal '{journal.Path}' was written with seed {recordedSeed}, not {seed}; use the same seed to resume, or a new journal file.");
+        // Recorded once, in one transaction: workers starting together all read what the first of them wrote.
+        var recorded = journal.SetSettingsOnce(new Dictionary<string, string> { ["space"] = description, ["seed"] = seed });
+        if (recorded["space"] != description)
+            throw new InvalidOperationException($"Study '{journal.Study}' in '{journal.Path}' was written for a different search space; use a new study or journal file. Its space:\n{recorded["space"]}");
+        if (recorded["seed"] != seed)
+            throw new InvalidOperationException($"Study '{journal.Study}' in '{journal.Path}' was written with seed {recorded["seed"]}, not {seed}; use the same seed to resume, or a new study or journal file.");
     }
 }

@@ -116,6 +116,14 @@ public sealed class SweepJournal : IDisposable
     /// <summary>Records a sweep setting.</summary>
     public void SetSetting(string key, string value) => _storage.SetStudyAttribute(StudyId, SettingPrefix + key, JsonSerializer.Serialize(value));
 
+    /// <summary>Records the settings the study does not have yet, in one transaction, and returns every one of them as the study holds it.</summary>
+    public IReadOnlyDictionary<string, string> SetSettingsOnce(IReadOnlyDictionary<string, string> settings)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        var stored = _storage.SetStudyAttributesIfAbsent(StudyId, settings.ToDictionary(s => SettingPrefix + s.Key, s => JsonSerializer.Serialize(s.Value)));
+        return settings.Keys.ToDictionary(k => k, k => JsonSerializer.Deserialize<string>(stored[SettingPrefix + k])!);
+    }
+
     /// <summary>Every trial, by number, with its epoch metrics.</summary>
     public IReadOnlyList<TrialRecord> Trials(SearchSpace space)
     {

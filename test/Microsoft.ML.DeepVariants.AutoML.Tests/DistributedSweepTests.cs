@@ -64,7 +64,7 @@ public sealed partial class DistributedSweepTests
         int seed = Environment.TickCount & 0xffff;
         var random = new Random(seed);
         // Each worker stands for a machine of its own, so a killed one is found by its heartbeat alone.
-        var workers = Enumerable.Range(0, 4).Select(i => Worker.Start(storage, "killed", trials: 16, epochMs: 250, TestContext,
+        var workers = Enumerable.Range(0, 4).Select(i => Worker.Start(storage, "killed", trials: 32, epochMs: 250, TestContext,
             "--early-stopping None --heartbeat 0.5 --grace 2.5", host: $"machine-{i}")).ToList();
         var victims = workers.OrderBy(_ => random.Next()).Take(2).ToList();
         var cut = new List<int>();
@@ -75,7 +75,7 @@ public sealed partial class DistributedSweepTests
                 var clock = Stopwatch.StartNew();
                 while (!Running() && clock.Elapsed < TimeSpan.FromSeconds(60))
                     Thread.Sleep(20);
-                Thread.Sleep(random.Next(0, 1000));
+                Thread.Sleep(random.Next(0, 700));
                 // A random moment within a trial (the gap between two trials is a few milliseconds; it is skipped).
                 while (!Running() && clock.Elapsed < TimeSpan.FromSeconds(60))
                     Thread.Sleep(5);
@@ -93,7 +93,7 @@ public sealed partial class DistributedSweepTests
             Assert.HasCount(2, cut, "each victim was killed in a trial");
             CollectionAssert.AllItemsAreUnique(trials.Select(t => t.Id).ToList());
             var counted = trials.Where(t => t.Status != TrialStatus.Interrupted).ToList();
-            Assert.AreEqual(16, counted.Count, "the study holds the 16 trials asked for, re-runs in place of the lost ones");
+            Assert.AreEqual(32, counted.Count, "the study holds the 32 trials asked for, re-runs in place of the lost ones");
             Assert.IsTrue(counted.All(t => t.Status == TrialStatus.Completed), "every trial finished, none waits or runs");
             foreach (int number in cut)
             {
@@ -198,6 +198,16 @@ public sealed partial class DistributedSweepTests
             Assert.AreEqual(TrialStatus.Completed, run.Status, last.Output);
             Assert.AreEqual("""{"x":0.25,"rate":0.5,"kind":"b"}""", run.Configuration.ToJson(), "the enqueued parameters ran as Optuna fixed them");
         }
+        (code, string listed) = RunTool($"study list --storage \"{storage}\"");
+        Assert.AreEqual(0, code, listed);
+        StringAssert.Matches(listed, new Regex(@"│ shared\s+│ 10\s+│"), "the study and its 10 trials");
+        string csv = Path.Combine(TestContext.TestRunResultsDirectory ?? Path.GetTempPath(), $"trials-{Guid.NewGuid():N}.csv");
+        (code, string exported) = RunTool($"study export --storage \"{storage}\" --study shared --output \"{csv}\"");
+        Assert.AreEqual(0, code, exported);
+        var rows = File.ReadAllLines(csv);
+        Assert.HasCount(11, rows, "a header and the 10 trials");
+        StringAssert.StartsWith(rows[0], "trial,status,best_metric");
+        Assert.IsFalse(File.Exists(csv + ".tmp"));
     }
 
     [TestMethod]

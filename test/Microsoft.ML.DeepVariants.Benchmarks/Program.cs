@@ -37,6 +37,7 @@ root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.TransferBenchmark.Comm
 root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.StreamingBenchmark.Command());
 root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.MemoryBenchmark.Command());
 root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.TabularBenchmark.Command());
+root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.DistributedBenchmark.Command());
 return root.Parse(args).Invoke();
 
 static int Orchestrate(int epochs, int? rows, string reportPath)

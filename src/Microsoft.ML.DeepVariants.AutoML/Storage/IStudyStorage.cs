@@ -30,6 +30,9 @@ public interface IStudyStorage : IDisposable
     /// <summary>Sets a user attribute of the study to a JSON value.</summary>
     void SetStudyAttribute(int studyId, string key, string valueJson);
 
+    /// <summary>Sets the user attributes the study does not have yet, in one transaction; returns those keys' values as the study then holds them.</summary>
+    IReadOnlyDictionary<string, string> SetStudyAttributesIfAbsent(int studyId, IReadOnlyDictionary<string, string> valuesJson);
+
     /// <summary>
     /// In one transaction that holds the study: fails the running trials whose worker is gone (<see cref="ClaimRequest.IsStale"/>)
     /// and re-queues them, then claims a waiting trial, or creates one while the study has fewer than
@@ -55,8 +58,8 @@ public interface IStudyStorage : IDisposable
     /// <summary>Fails a running trial and queues its parameters again as a new waiting trial (at most <paramref name="maxRetries"/> times along one chain), in one transaction.</summary>
     void FailAndRequeue(int studyId, int trialId, string reason, double seconds, int maxRetries);
 
-    /// <summary>Every trial's value at each step, by trial number (steps in order): what schedulers compare.</summary>
-    IReadOnlyDictionary<int, IReadOnlyList<double>> IntermediateValues(int studyId);
+    /// <summary>Every trial's value at each step, by trial number (steps in order), and whether it failed: what schedulers compare and budgets count.</summary>
+    IReadOnlyDictionary<int, StepValues> IntermediateValues(int studyId);
 
     /// <summary>Every trial of the study, by number.</summary>
     IReadOnlyList<StoredTrial> Trials(int studyId);
@@ -98,6 +101,11 @@ public sealed record StoredParam(string Name, double Value, string DistributionJ
 public sealed record StoredTrial(int TrialId, int Number, StoredState State, IReadOnlyList<StoredParam> Params, double? Value,
     IReadOnlyList<(int Step, double Value)> Intermediate, IReadOnlyDictionary<string, string> UserAttributes,
     IReadOnlyDictionary<string, string> SystemAttributes, DateTime? Start, DateTime? Complete, TimeSpan? HeartbeatAge);
+
+/// <summary>A trial's value at each step, and whether it failed (its values then count against no other trial).</summary>
+/// <param name="Values">The values, steps in order.</param>
+/// <param name="Failed">Whether the trial's state is FAIL.</param>
+public sealed record StepValues(IReadOnlyList<double> Values, bool Failed);
 
 /// <summary>What <see cref="IStudyStorage.Claim"/> needs.</summary>
 public sealed class ClaimRequest

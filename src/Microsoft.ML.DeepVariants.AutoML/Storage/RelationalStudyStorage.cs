@@ -107,6 +107,21 @@ internal abstract class RelationalStudyStorage : IStudyStorage
         transaction.Commit();
     }
 
+    public IReadOnlyDictionary<string, string> SetStudyAttributesIfAbsent(int studyId, IReadOnlyDictionary<string, string> valuesJson)
+    {
+        using var connection = Open();
+        using var transaction = BeginHolding(connection, studyId);
+        var stored = new Dictionary<string, string>();
+        foreach (var (key, json) in valuesJson)
+        {
+            Execute(connection, transaction, "INSERT INTO study_user_attributes(study_id, \"key\", value_json) VALUES(@s, @k, @v) ON CONFLICT (study_id, \"key\") DO NOTHING",
+                ("@s", studyId), ("@k", key), ("@v", json));
+            stored[key] = (string)Scalar(connection, transaction, "SELECT value_json FROM study_user_attributes WHERE study_id = @s AND \"key\" = @k", ("@s", studyId), ("@k", key))!;
+        }
+        transaction.Commit();
+        return stored;
+    }
+
     public ClaimResult Claim(int studyId, ClaimRequest request)
     {
         ArgumentNullException.ThrowIfNull(request);
@@ -226,22 +241,23 @@ internal abstract class RelationalStudyStorage : IStudyStorage
         transaction.Commit();
     }
 
-    public IReadOnlyDictionary<int, IReadOnlyList<double>> IntermediateValues(int studyId)
+    public IReadOnlyDictionary<int, StepValues> IntermediateValues(int studyId)
     {
         using var connection = Open();
         using var transaction = BeginReading(connection);
-        var values = new Dictionary<int, List<double>>();
-        using (var command = Command(connection, transaction, "SELECT t.number, v.intermediate_value, CAST(v.intermediate_value_type AS TEXT) FROM trial_intermediate_values v " +
-            "JOIN trials t ON t.trial_id = v.trial_id WHERE t.study_id = @s ORDER BY t.number, v.step", ("@s", studyId)))
+        var values = new Dictionary<int, (List<double> Values, bool Failed)>();
+        using (var command = Command(connection, transaction, "SELECT t.number, CAST(t.state AS TEXT), v.intermediate_value, CAST(v.intermediate_value_type AS TEXT) " +
+            "FROM trial_intermediate_values v JOIN trials t ON t.trial_id = v.trial_id WHERE t.study_id = @s ORDER BY t.number, v.step", ("@s", studyId)))
         using (var reader = command.ExecuteReader())
             while (reader.Read())
             {
                 int number = reader.GetInt32(0);
-                (values.TryGetValue(number, out var list) ? list : values[number] = []).Add(
-                    FromStored(reader.IsDBNull(1) ? null : reader.GetDouble(1), Convert.ToString(reader.GetValue(2), CultureInfo.InvariantCulture)!));
+                if (!values.TryGetValue(number, out var trial))
+                    values[number] = trial = ([], reader.GetString(1) == "FAIL");
+                trial.Values.Add(FromStored(reader.IsDBNull(2) ? null : reader.GetDouble(2), reader.GetString(3)));
             }
         transaction.Commit();
-        return values.ToDictionary(v => v.Key, v => (IReadOnlyList<double>)v.Value);
+        return values.ToDictionary(v => v.Key, v => new StepValues(v.Value.Values, v.Value.Failed));
     }
 
     public IReadOnlyList<StoredTrial> Trials(int studyId)
