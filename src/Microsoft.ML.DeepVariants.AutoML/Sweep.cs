@@ -195,9 +195,9 @@ public sealed record CoordinationTimes(IReadOnlyList<double> ClaimMilliseconds, 
 
 /// <summary>
 /// A sweep: proposes configurations (random search or TPE), runs them on one or more workers, stops bad trials
-/// early (ASHA or the median rule), keeps every event in a SQLite journal, and resumes from that journal when
-/// started again: completed trials are never run again, ids never repeat, and a trial the kill interrupted is run
-/// again under a new id.
+/// early (ASHA or the median rule), keeps every event in its journal's study (SQLite, or PostgreSQL shared by workers
+/// on many machines), and resumes from that study when started again: completed trials are never run again, ids never
+/// repeat, and a trial whose worker was lost is run again under a new id.
 /// </summary>
 /// <example>
 /// <code>

@@ -5,6 +5,7 @@ using Microsoft.ML.DeepVariants.Datasets;
 namespace Microsoft.ML.DeepVariants.AutoML.Tests;
 
 [TestClass]
+[DoNotParallelize]
 public sealed class CommandLineTests
 {
     public TestContext TestContext { get; set; } = null!;

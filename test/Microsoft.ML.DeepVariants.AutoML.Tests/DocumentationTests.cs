@@ -19,6 +19,7 @@ namespace Microsoft.ML.DeepVariants.AutoML.Tests;
 /// <c>DEEPVARIANTS_WRITE_DOCS=1 dotnet test --project test/Microsoft.ML.DeepVariants.AutoML.Tests -c Release --filter FullyQualifiedName~DocumentationTests</c>.
 /// </summary>
 [TestClass]
+[DoNotParallelize]
 public sealed class DocumentationTests
 {
     private static readonly Regex Generated = new(@"<!-- (options|command|benchmark): (\S+) -->\n.*?<!-- /\1 -->", RegexOptions.Singleline);

@@ -4,6 +4,7 @@ using Microsoft.ML.DeepVariants.Sequences;
 namespace Microsoft.ML.DeepVariants.AutoML.Tests;
 
 [TestClass]
+[DoNotParallelize]
 public sealed class SequenceExperimentTests
 {
     public TestContext TestContext { get; set; } = null!;

@@ -4,6 +4,7 @@ using Microsoft.ML.DeepVariants.AutoML;
 namespace Microsoft.ML.DeepVariants.AutoML.Tests;
 
 [TestClass]
+[DoNotParallelize]
 public sealed class SweepTests
 {
     public TestContext TestContext { get; set; } = null!;

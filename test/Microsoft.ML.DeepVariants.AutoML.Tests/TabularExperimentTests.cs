@@ -6,6 +6,7 @@ using static Microsoft.ML.DeepVariants.Tests.TabularTables;
 namespace Microsoft.ML.DeepVariants.AutoML.Tests;
 
 [TestClass]
+[DoNotParallelize]
 public sealed class TabularExperimentTests
 {
     public TestContext TestContext { get; set; } = null!;

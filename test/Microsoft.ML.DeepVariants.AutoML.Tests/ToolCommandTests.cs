@@ -12,6 +12,7 @@ namespace Microsoft.ML.DeepVariants.AutoML.Tests;
 /// run in-process on a console that records what they print, and their refusals of bad input.
 /// </summary>
 [TestClass]
+[DoNotParallelize]
 public sealed class ToolCommandTests
 {
     private static string _root = "", _train = "", _test = "";

@@ -41,7 +41,9 @@ internal sealed class SqliteStudyStorage : RelationalStudyStorage
 
     public override string Location => Path;
 
-    protected override string NowSql => "CURRENT_TIMESTAMP";
+    // UTC to the millisecond, written with six fraction digits as SQLAlchemy writes and reads a DATETIME (CURRENT_TIMESTAMP
+    // has whole seconds only, too coarse for a grace of a few seconds).
+    protected override string NowSql => "(strftime('%Y-%m-%d %H:%M:%f', 'now') || '000')";
 
     protected override string RowLock => "";
 
