@@ -2,6 +2,7 @@ using Microsoft.ML.DeepVariants.Autoencoders;
 using Microsoft.ML.DeepVariants.Backbones;
 using Microsoft.ML.DeepVariants.Cnn;
 using Microsoft.ML.DeepVariants.Distillation;
+using Microsoft.ML.DeepVariants.Quantization;
 using Microsoft.ML.DeepVariants.Generative;
 using Microsoft.ML.DeepVariants.Graphs;
 using Microsoft.ML.DeepVariants.Pruning;
@@ -304,6 +305,20 @@ public sealed class DeepVariantsCatalog
     /// </example>
     public PruningEstimator Prune(FitResult fitted, double sparsity = 0.5, int fineTuneEpochs = 0) =>
         Prune(fitted, new PruningOptions { Sparsity = sparsity, Epochs = fineTuneEpochs });
+
+    /// <summary>
+    /// Post-training int8 quantization of a fitted model (the <see cref="FitResult"/> that <c>Train</c> returns):
+    /// activation ranges calibrated on the first rows of <paramref name="calibration"/>, weights int8 per channel, the
+    /// graph in the QDQ form ONNX Runtime runs with integer kernels, served by ML.NET like the float model.
+    /// </summary>
+    /// <example>
+    /// <code>
+    /// QuantizationResult int8 = mlContext.Transforms.DeepVariants.QuantizeInt8(fitted, train, new QuantizationOptions { CalibrationRows = 256 });
+    /// Console.WriteLine($"{int8.Report.SizeRatio:P0} of the float graph's size");
+    /// </code>
+    /// </example>
+    public QuantizationResult QuantizeInt8(FitResult fitted, IDataView calibration, QuantizationOptions? options = null) =>
+        Int8Quantization.Quantize(_context, fitted, calibration, options ?? new QuantizationOptions());
 
     internal static CnnClassifierOptions ClassifierOptions(int imageHeight, int imageWidth, int channels, string labelColumnName,
         string featureColumnName, CnnFamily family, int epochs, int batchSize, float learningRate) => new()

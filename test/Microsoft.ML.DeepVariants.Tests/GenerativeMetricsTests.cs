@@ -25,6 +25,10 @@ public sealed class GenerativeMetricsTests
         Assert.AreEqual(expected, distance, 0.3);
         Assert.AreEqual(0, GenerativeMetrics.FrechetDistance(a, a), 1e-6);
         Assert.Throws<ArgumentException>(() => GenerativeMetrics.FrechetDistance(a.Take(1).ToList(), b));
+        var diverged = b.Take(10).Select(v => v.ToArray()).ToList();
+        diverged[7][2] = float.NaN;
+        var error = Assert.Throws<ArgumentException>(() => GenerativeMetrics.FrechetDistance(a, diverged));
+        StringAssert.Contains(error.Message, "Vector 7 of the second set has NaN at position 2");
     }
 
     [TestMethod]

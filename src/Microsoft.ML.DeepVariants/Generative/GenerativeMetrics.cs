@@ -35,6 +35,9 @@ public static class GenerativeMetrics
         int size = first[0].Length;
         if (size == 0 || first.Concat(second).Any(v => v.Length != size))
             throw new ArgumentException($"Every vector must have the first one's {size} values.", nameof(second));
+        // A NaN or infinity (a diverged generator, an empty image) would make the distance NaN without a word.
+        RequireFinite(first, "first", nameof(first));
+        RequireFinite(second, "second", nameof(second));
         using var scope = NewDisposeScope();
         var (meanA, covarianceA) = Moments(first, size);
         var (meanB, covarianceB) = Moments(second, size);
@@ -44,6 +47,13 @@ public static class GenerativeMetrics
         double crossTrace = linalg.eigvalsh(middle.Plus(middle.t()).Times(0.5)).clamp_min(Scalars.Of(0.0)).sqrt().sum().item<double>();
         double meanTerm = meanA.sub(meanB).square().sum().item<double>();
         return meanTerm + covarianceA.trace().item<double>() + covarianceB.trace().item<double>() - 2 * crossTrace;
+    }
+
+    private static void RequireFinite(IReadOnlyList<float[]> rows, string which, string parameter)
+    {
+        for (int row = 0; row < rows.Count; row++)
+            if (Array.FindIndex(rows[row], v => !float.IsFinite(v)) is var at and >= 0)
+                throw new ArgumentException($"Vector {row} of the {which} set has {rows[row][at]} at position {at}; the distance needs finite values.", parameter);
     }
 
     private static (Tensor Mean, Tensor Covariance) Moments(IReadOnlyList<float[]> rows, int size)

@@ -125,6 +125,8 @@ public sealed class GcnNodeClassifierEstimator : DeepVariantsEstimator<GcnOption
             throw new NotSupportedException("A GCN is served as a lookup by node id; its ONNX graph is the graph model's.");
 
         // The fitted graph's predictions as ML.NET lookups from node id; the weights as a graph model for new graphs.
+        public override bool ServesItsExport => false;
+
         public override (TransformerChain<ITransformer> Model, byte[] Onnx) Serve(nn.Module<Tensor, Tensor> network)
         {
             float[] logits, embeddings;

@@ -368,6 +368,8 @@ public sealed class TabularNetworkEstimator : DeepVariantsEstimator<TabularNetwo
 
         private static string OutputColumn(TabularHead head) => Prefix + "Output." + head.Task.TaskName;
 
+        public override bool ServesItsExport => false;
+
         public override (TransformerChain<ITransformer> Model, byte[] Onnx) Serve(nn.Module<Tensor, Tensor> network)
         {
             var fit = Fit;

@@ -162,10 +162,15 @@ internal abstract class FitTask
     }
 
     /// <summary>The fitted ML.NET model around a trained network, and its ONNX graph: export, ML.NET's ONNX transformer, the tail.</summary>
-    public virtual (TransformerChain<ITransformer> Model, byte[] Onnx) Serve(nn.Module<Tensor, Tensor> network)
+    public virtual (TransformerChain<ITransformer> Model, byte[] Onnx) Serve(nn.Module<Tensor, Tensor> network) => ServeGraph(Export(network));
+
+    /// <summary>Whether <see cref="Serve"/> is <see cref="ServeGraph"/> of the export, so a rewritten graph (int8) serves the same way.</summary>
+    public virtual bool ServesItsExport => true;
+
+    /// <summary>The fitted ML.NET model around an ONNX graph with the export's inputs and outputs: ML.NET's ONNX transformer, the tail.</summary>
+    public (TransformerChain<ITransformer> Model, byte[] Onnx) ServeGraph(OnnxExport export)
     {
         var fit = Fit;
-        var export = Export(network);
         var onnx = OnnxServing.Apply(fit.Context, export.Bytes, export.Inputs, export.Outputs, fit.PreparedTrain);
         var scored = onnx.Transform(fit.PreparedTrain);
         var (head, tailInput) = Tail switch
@@ -285,6 +290,12 @@ internal sealed class TrainedNetwork
     public required Func<IDataView, IDataView> Prepare { get; init; }
     public required Func<IDataView, string, RowReader> Reader { get; init; }
     public required Func<nn.Module<Tensor, Tensor>, (TransformerChain<ITransformer> Model, byte[] Onnx)> Serve { get; init; }
+
+    /// <summary>Serves another ONNX graph with the export's inputs and outputs (an int8 rewrite); null where the task serves otherwise.</summary>
+    public Func<OnnxExport, (TransformerChain<ITransformer> Model, byte[] Onnx)>? ServeGraph { get; init; }
+
+    /// <summary>The float export of a network: its graph and the names of its inputs and outputs.</summary>
+    public required Func<nn.Module<Tensor, Tensor>, OnnxExport> Export { get; init; }
     public required ITrainingObjective Objective { get; init; }
     public required TrainingOptions Options { get; init; }
     public required Func<SchemaShape, SchemaShape> OutputSchema { get; init; }
@@ -432,6 +443,8 @@ public abstract class DeepVariantsEstimator<TOptions, TResult> : IDeepVariantsEs
             Prepare = fit.Prepare,
             Reader = task.Reader,
             Serve = task.Serve,
+            ServeGraph = task.ServesItsExport ? task.ServeGraph : null,
+            Export = task.Export,
             Objective = task.Objective,
             Options = Options,
             OutputSchema = GetOutputSchema,
