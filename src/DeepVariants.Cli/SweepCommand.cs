@@ -128,7 +128,7 @@ internal static class SweepCommand
             result.WriteCsv(Path.Combine(folder, "leaderboard.csv"));   // through a temporary name
             console.MarkupLine(Markup.Escape($"{result.Trials.Count} trials, {result.TotalEpochs} epochs in all, {result.Elapsed.TotalSeconds:F0} s; study '{experiment.Journal.Study}' in {experiment.Journal.Path}"));
             console.MarkupLine(Markup.Escape($"coordination: {result.Coordination}"));
-            WriteCoordination(Path.Combine(folder, "coordination.csv"), result.Coordination);
+            result.Coordination.WriteCsv(Path.Combine(folder, "coordination.csv"));
             if (parse.GetValue(plots) is { } plotsFolder && result.Trials.Count > 0)
             {
                 string picture = Path.Combine(plotsFolder, "sweep-best-so-far.png");
@@ -157,16 +157,6 @@ internal static class SweepCommand
             }
             return Task.FromResult(CommandLine.Success);
         }
-    }
-
-    // What coordinating with the other workers cost this one: every claim and report, in milliseconds.
-    private static void WriteCoordination(string path, CoordinationTimes times)
-    {
-        var lines = new List<string> { "call,milliseconds" };
-        lines.AddRange(times.ClaimMilliseconds.Select(ms => "claim," + ms.ToString("F3", CultureInfo.InvariantCulture)));
-        lines.AddRange(times.ReportMilliseconds.Select(ms => "report," + ms.ToString("F3", CultureInfo.InvariantCulture)));
-        File.WriteAllLines(path + ".tmp", lines);
-        File.Move(path + ".tmp", path, overwrite: true);
     }
 
     // A study keeps the trials of one problem: resuming it on other data would rank new trials against scores they cannot be compared with.

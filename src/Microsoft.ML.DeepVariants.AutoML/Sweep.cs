@@ -164,9 +164,7 @@ public sealed record SweepResult(IReadOnlyList<TrialRecord> Trials, TrialRecord?
         lines.AddRange(Trials.Select(t => string.Join(",", t.Id.ToString(CultureInfo.InvariantCulture), t.Status,
             t.BestMetric?.ToString("R", CultureInfo.InvariantCulture) ?? "", t.BestEpoch.ToString(CultureInfo.InvariantCulture),
             t.Epochs.ToString(CultureInfo.InvariantCulture), t.Seconds.ToString("F2", CultureInfo.InvariantCulture), Quote(t.Configuration.ToJson()), Quote(t.Reason ?? ""), Quote(t.Worker ?? ""))));
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        File.WriteAllLines(path + ".tmp", lines);
-        File.Move(path + ".tmp", path, overwrite: true);
+        AtomicFile.WriteAllLines(path, lines);
     }
 }
 
@@ -188,6 +186,14 @@ public sealed record CoordinationTimes(IReadOnlyList<double> ClaimMilliseconds, 
         var sorted = values.Order().ToArray();
         return sorted[Math.Clamp((int)Math.Ceiling(q * sorted.Length) - 1, 0, sorted.Length - 1)];
     }
+
+    /// <summary>Every call as CSV (call,milliseconds), written whole or not at all.</summary>
+    public void WriteCsv(string path) =>
+        AtomicFile.WriteAllLines(path, [
+            "call,milliseconds",
+            .. ClaimMilliseconds.Select(ms => "claim," + ms.ToString("F3", CultureInfo.InvariantCulture)),
+            .. ReportMilliseconds.Select(ms => "report," + ms.ToString("F3", CultureInfo.InvariantCulture)),
+        ]);
 
     private static string Describe(string what, IReadOnlyList<double> values) =>
         FormattableString.Invariant($"{values.Count} {what}, median {Quantile(values, 0.5):F1} ms, 99th percentile {Quantile(values, 0.99):F1} ms");

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Npgsql;
 
 namespace Microsoft.ML.DeepVariants.AutoML.Tests;
@@ -36,21 +35,12 @@ public static class PostgresServer
         return $"postgresql://{builder.Username}@{builder.Host}:{builder.Port}/{builder.Database}";
     }
 
-    /// <summary>The repository's <c>eng/</c> folder, found from the test binaries upwards.</summary>
-    public static string EngFolder()
-    {
-        for (var folder = new DirectoryInfo(AppContext.BaseDirectory); folder is not null; folder = folder.Parent)
-            if (File.Exists(Path.Combine(folder.FullName, "eng", "postgres.sh")))
-                return Path.Combine(folder.FullName, "eng");
-        throw new InvalidOperationException($"eng/postgres.sh is not above {AppContext.BaseDirectory}.");
-    }
-
     [AssemblyCleanup]
     public static void StopServer()
     {
         if (_clusterFolder is null)
             return;
-        Run("stop", _clusterFolder);
+        PostgresScript.Run("stop", _clusterFolder);
         _clusterFolder = null;
     }
 
@@ -59,22 +49,9 @@ public static class PostgresServer
         if (Environment.GetEnvironmentVariable("DEEPVARIANTS_POSTGRES") is { Length: > 0 } given)
             return given;
         string folder = Path.Combine(Path.GetTempPath(), $"dv-pg-{Guid.NewGuid():N}"[..18]);
-        string connection = Run("start", folder).Trim();
+        string connection = PostgresScript.Run("start", folder).Trim();
         _clusterFolder = folder;
         AppDomain.CurrentDomain.ProcessExit += (_, _) => StopServer();
         return connection;
-    }
-
-    private static string Run(string verb, string folder)
-    {
-        using var process = Process.Start(new ProcessStartInfo("bash", [Path.Combine(EngFolder(), "postgres.sh"), verb, folder])
-            { RedirectStandardOutput = true, RedirectStandardError = true })!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        string errors = process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        if (process.ExitCode != 0)
-            throw new InvalidOperationException($"eng/postgres.sh {verb} {folder} failed ({process.ExitCode}): {errors} " +
-                "The distributed-sweep tests need Debian's postgresql; eng/test.sh installs it (eng/postgres.sh install).");
-        return output.Result;
     }
 }

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Microsoft.ML.DeepVariants.AutoML;
 using Microsoft.ML.DeepVariants.AutoML.Storage;
+using Microsoft.ML.DeepVariants.AutoML.Tests;
 using Spectre.Console;
 
 namespace Microsoft.ML.DeepVariants.Benchmarks;
@@ -34,9 +35,8 @@ internal static class DistributedBenchmark
 
     private static int Execute(string reportPath, int trialsPerWorker, int epochMs)
     {
-        string eng = EngFolder();
         string cluster = Path.Combine(Path.GetTempPath(), $"dv-pgb-{Guid.NewGuid():N}"[..19]);
-        string server = Shell(eng, "start", cluster).Trim();
+        string server = PostgresScript.Run("start", cluster).Trim();
         var runs = new List<Run>();
         try
         {
@@ -45,7 +45,7 @@ internal static class DistributedBenchmark
         }
         finally
         {
-            Shell(eng, "stop", cluster);
+            PostgresScript.Run("stop", cluster);
         }
 
         double one = runs[0].SteadyPerMinute;
@@ -142,25 +142,6 @@ internal static class DistributedBenchmark
     private static DateTime Min(DateTime a, DateTime b) => a < b ? a : b;
 
     private static DateTime Max(DateTime a, DateTime b) => a > b ? a : b;
-
-    private static string EngFolder()
-    {
-        for (var folder = new DirectoryInfo(AppContext.BaseDirectory); folder is not null; folder = folder.Parent)
-            if (File.Exists(Path.Combine(folder.FullName, "eng", "postgres.sh")))
-                return Path.Combine(folder.FullName, "eng");
-        throw new InvalidOperationException($"eng/postgres.sh is not above {AppContext.BaseDirectory}.");
-    }
-
-    private static string Shell(string eng, string verb, string cluster)
-    {
-        using var process = Process.Start(new ProcessStartInfo("bash", [Path.Combine(eng, "postgres.sh"), verb, cluster]) { RedirectStandardOutput = true, RedirectStandardError = true })!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        string errors = process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        if (process.ExitCode != 0)
-            throw new InvalidOperationException($"eng/postgres.sh {verb} failed: {errors} (run 'bash eng/postgres.sh install' first)");
-        return output.Result;
-    }
 
     private static string Text(int value) => value.ToString(CultureInfo.InvariantCulture);
 

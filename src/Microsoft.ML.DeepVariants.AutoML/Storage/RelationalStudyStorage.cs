@@ -151,13 +151,7 @@ internal abstract class RelationalStudyStorage : IStudyStorage
                 bool running = trials.Any(t => t.State == StoredState.Running && t.HeartbeatAge is not null);
                 return new ClaimResult(running ? ClaimOutcome.Wait : ClaimOutcome.Done, null, requeued);
             }
-            int id = Convert.ToInt32(Scalar(connection, transaction,
-                "INSERT INTO trials(number, study_id, state, datetime_start) VALUES(NULL, @s, 'RUNNING', @t) RETURNING trial_id",
-                ("@s", studyId), ("@t", TimeValue(DateTime.Now))), CultureInfo.InvariantCulture);
-            // Numbered as Optuna numbers: by the trials created before it, so a Python worker creating one at the same moment agrees.
-            Execute(connection, transaction, "UPDATE trials SET number = (SELECT COUNT(*) FROM trials WHERE study_id = @s AND trial_id < @id) WHERE trial_id = @id",
-                ("@s", studyId), ("@id", id));
-            int number = Convert.ToInt32(Scalar(connection, transaction, "SELECT number FROM trials WHERE trial_id = @id", ("@id", id)), CultureInfo.InvariantCulture);
+            var (id, number) = InsertTrial(connection, transaction, studyId, StoredState.Running, TimeValue(DateTime.Now));
             claimed = new StoredTrial(id, number, StoredState.Running, [], null, [], new Dictionary<string, string>(), new Dictionary<string, string>(), DateTime.Now, null, null);
         }
         var parameters = request.Choose(claimed.Number, trials, claimed.State == StoredState.Waiting ? claimed : null);
@@ -292,11 +286,7 @@ internal abstract class RelationalStudyStorage : IStudyStorage
             Finish(connection, transaction, trial.TrialId, StoredState.Fail, null, attributes);
             return;
         }
-        int id = Convert.ToInt32(Scalar(connection, transaction,
-            "INSERT INTO trials(number, study_id, state) VALUES(NULL, @s, 'WAITING') RETURNING trial_id", ("@s", studyId)), CultureInfo.InvariantCulture);
-        Execute(connection, transaction, "UPDATE trials SET number = (SELECT COUNT(*) FROM trials WHERE study_id = @s AND trial_id < @id) WHERE trial_id = @id",
-            ("@s", studyId), ("@id", id));
-        int newNumber = Convert.ToInt32(Scalar(connection, transaction, "SELECT number FROM trials WHERE trial_id = @id", ("@id", id)), CultureInfo.InvariantCulture);
+        var (id, newNumber) = InsertTrial(connection, transaction, studyId, StoredState.Waiting, null);
         var fixedParams = new Dictionary<string, object?>();
         foreach (var p in trial.Params)
             fixedParams[p.Name] = OptunaDistributions.ToExternal(p);
@@ -306,6 +296,19 @@ internal abstract class RelationalStudyStorage : IStudyStorage
         attributes[RetriedAs] = Json(newNumber);
         attributes["reason"] = JsonSerializer.Serialize($"{reason}; its configuration runs again as trial {newNumber}");
         Finish(connection, transaction, trial.TrialId, StoredState.Fail, null, attributes);
+    }
+
+    // A new trial, numbered as Optuna numbers: by the trials created before it, so a Python worker creating one at the same moment agrees.
+    private static (int Id, int Number) InsertTrial(DbConnection connection, DbTransaction transaction, int studyId, StoredState state, object? start)
+    {
+        // A waiting trial has no start (and a typed null would not do for PostgreSQL's timestamp column).
+        string sql = start is null
+            ? $"INSERT INTO trials(number, study_id, state) VALUES(NULL, @s, '{Name(state)}') RETURNING trial_id"
+            : $"INSERT INTO trials(number, study_id, state, datetime_start) VALUES(NULL, @s, '{Name(state)}', @t) RETURNING trial_id";
+        int id = Convert.ToInt32(Scalar(connection, transaction, sql, ("@s", studyId), ("@t", start)), CultureInfo.InvariantCulture);
+        Execute(connection, transaction, "UPDATE trials SET number = (SELECT COUNT(*) FROM trials WHERE study_id = @s AND trial_id < @id) WHERE trial_id = @id",
+            ("@s", studyId), ("@id", id));
+        return (id, Convert.ToInt32(Scalar(connection, transaction, "SELECT number FROM trials WHERE trial_id = @id", ("@id", id)), CultureInfo.InvariantCulture));
     }
 
     private void Finish(DbConnection connection, DbTransaction transaction, int trialId, StoredState state, double? value, IReadOnlyDictionary<string, string> userAttributes)
