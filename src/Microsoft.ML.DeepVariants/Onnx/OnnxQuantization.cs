@@ -159,7 +159,8 @@ internal static class OnnxQuantization
 
     // uint8 affine parameters for a range that includes zero (so zero is exact, as padding needs), on 7 of the 8 bits:
     // x86 integer kernels without VNNI add pairs of uint8 x int8 products in int16, which full-range activations times
-    // full-range weights overflow (255 x 127 x 2 > 32,767; 127 x 127 x 2 is not).
+    // full-range weights overflow (255 x 127 x 2 > 32,767; 127 x 127 x 2 is not). A value beyond the calibrated range
+    // still quantizes up to 255, so the margin holds for values within it.
     private const int ActivationLevels = 127;
 
     private static (float Scale, byte Zero) Affine((float Min, float Max) range)
