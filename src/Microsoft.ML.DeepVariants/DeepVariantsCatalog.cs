@@ -2,6 +2,7 @@ using Microsoft.ML.DeepVariants.Autoencoders;
 using Microsoft.ML.DeepVariants.Backbones;
 using Microsoft.ML.DeepVariants.Cnn;
 using Microsoft.ML.DeepVariants.Distillation;
+using Microsoft.ML.DeepVariants.Factorization;
 using Microsoft.ML.DeepVariants.Quantization;
 using Microsoft.ML.DeepVariants.Generative;
 using Microsoft.ML.DeepVariants.Graphs;
@@ -305,6 +306,28 @@ public sealed class DeepVariantsCatalog
     /// </example>
     public PruningEstimator Prune(FitResult fitted, double sparsity = 0.5, int fineTuneEpochs = 0) =>
         Prune(fitted, new PruningOptions { Sparsity = sparsity, Epochs = fineTuneEpochs });
+
+    /// <summary>
+    /// Channel pruning of a fitted CNN classifier (LeNet, VGG): removes whole convolution filters, their batch-norm
+    /// channels and the next layer's inputs, then fine-tunes; the served graph is really smaller.
+    /// </summary>
+    /// <example>
+    /// <code>
+    /// var thin = mlContext.Transforms.DeepVariants.PruneChannels(fitted, new ChannelPruningOptions { Ratio = 0.5 }).Train(train, test);
+    /// </code>
+    /// </example>
+    public ChannelPruningEstimator PruneChannels(FitResult fitted, ChannelPruningOptions options) => new(_context, fitted, options);
+
+    /// <summary>
+    /// Low-rank factorization of a fitted CNN classifier: each dense or convolution layer becomes two thinner layers
+    /// from its truncated SVD, by a rank or an energy fraction, then fine-tunes.
+    /// </summary>
+    /// <example>
+    /// <code>
+    /// var small = mlContext.Transforms.DeepVariants.Factorize(fitted, new LowRankOptions { EnergyFraction = 0.9 }).Train(train, test);
+    /// </code>
+    /// </example>
+    public FactorizationEstimator Factorize(FitResult fitted, LowRankOptions options) => new(_context, fitted, options);
 
     /// <summary>
     /// Post-training int8 quantization of a fitted model (the <see cref="FitResult"/> that <c>Train</c> returns):

@@ -17,7 +17,7 @@ internal sealed record CnnParts(Sequential Convolutions, Sequential Pooling, int
 /// <see cref="Pooling"/> turns it into embeddings [N, E], and <see cref="Head"/> (dropout and a linear layer)
 /// into class logits [N, K]. The ONNX export emits the embedding and the logits.
 /// </summary>
-public sealed class CnnNetwork : Module<Tensor, Tensor>
+public sealed class CnnNetwork : Module<Tensor, Tensor>, IRebuildableNetwork
 {
     /// <summary>The ONNX output holding the embedding.</summary>
     public const string EmbeddingOutput = "Embedding";
@@ -80,6 +80,18 @@ public sealed class CnnNetwork : Module<Tensor, Tensor>
         };
         var head = Sequential(("dropout", nn.Dropout(architecture.Dropout)), ("classifier", Linear(parts.EmbeddingSize, classes, device: device)));
         return new CnnNetwork(parts, head, channels, height, width, classes);
+    }
+
+    IReadOnlyList<(string Name, Sequential Part)> IRebuildableNetwork.Parts =>
+        [(nameof(convolutions), convolutions), (nameof(pooling), pooling), (nameof(head), head)];
+
+    // The rewritten network keeps this one's input shape and classes; the embedding's size is the head's input.
+    nn.Module<Tensor, Tensor> IRebuildableNetwork.WithParts(IReadOnlyList<Sequential> parts)
+    {
+        int embedding = (int)parts[2].modules().OfType<Linear>().First().in_features;
+        var rebuilt = new CnnNetwork(new CnnParts(parts[0], parts[1], embedding), parts[2], Channels, Height, Width, Classes);
+        rebuilt.train(training);
+        return rebuilt;
     }
 
     /// <inheritdoc/>

@@ -281,7 +281,7 @@ internal static class TorchTrainer
                     break;
                 }
 
-                NativeAllocator.ReleaseAtEpochEnd();
+                NativeAllocator.ReleaseAtEpochEnd(firstOfRun: epoch == firstEpoch);
                 var summary = new TrainingProgress(epoch, options.Epochs, b, batches, lossSum / Math.Max(1, rowsSeen),
                     validationLoss, validationMetric, lr, Elapsed(), IsEpochEnd: true, hasMetric && rowsSeen > 0 ? metricSum / rowsSeen : null);
                 history.Add(summary);
