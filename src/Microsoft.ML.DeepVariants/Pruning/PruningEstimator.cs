@@ -1,6 +1,4 @@
 using Microsoft.ML.Data;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Microsoft.ML.DeepVariants.Pruning;
 
@@ -31,11 +29,9 @@ public sealed class PruningEstimator : IEstimator<TransformerChain<ITransformer>
 
     internal PruningEstimator(ModelContext context, FitResult fitted, PruningOptions options)
     {
-        ArgumentNullException.ThrowIfNull(fitted);
         ArgumentNullException.ThrowIfNull(options);
         _context = context;
-        _trained = fitted.Trained ?? throw new ArgumentException(
-            "Pruning needs the FitResult that a DeepVariants estimator's Train returned (CnnClassifier(...).Train, Distill(...).Train); this one keeps no trained weights.", nameof(fitted));
+        _trained = CompressionRun.Trained(fitted, "Pruning");
         Options = options;
     }
 
@@ -48,52 +44,26 @@ public sealed class PruningEstimator : IEstimator<TransformerChain<ITransformer>
     /// <summary>Prunes, fine-tunes on <paramref name="trainData"/> when asked, and reports accuracy on <paramref name="evaluationData"/> when given.</summary>
     public PruningResult Train(IDataView trainData, IDataView? evaluationData = null)
     {
-        ArgumentNullException.ThrowIfNull(trainData);
         Options.Validate();
-        var log = _context.Logger("DeepVariants.Pruning");
-        using var trainSet = Read(trainData, "training", log);
-        using var evaluationSet = evaluationData is null ? null : Read(evaluationData, "evaluation", log);
-        var device = TorchDevices.Resolve(Options.Device, _context.Environment, log);
-        var objective = _trained.Objective;
-        double? Accuracy(nn.Module<Tensor, Tensor> network) => evaluationSet is null ? null
-            : TorchTrainer.Evaluate(network, evaluationSet, objective, Options.BatchSize, device).Metric;
-
-        using var network = _trained.Restore();
-        network.to(device);
-        double? before = Accuracy(network);
-        using var pruning = MagnitudePruning.Apply(network, Options);
-        double? pruned = Accuracy(network);
-        log($"Pruned to {Options.Sparsity:P0} ({Options.Scope}); evaluation accuracy {before:P2} before, {pruned:P2} after pruning.");
-
-        TrainingHistory? history = null;
-        if (Options.Epochs > 0)
+        MagnitudePruning? pruning = null;
+        IReadOnlyList<LayerSparsity> sparsity = [];
+        try
         {
-            int seed = _context.ResolveSeed(Options.Seed);
-            random.manual_seed(seed);
-            history = TorchTrainer.Train(new TrainingRun
-            {
-                Model = network, Train = trainSet, Validation = evaluationSet, Objective = objective, Options = Options,
-                Device = device, Seed = seed, Log = log, AfterStep = pruning.Reapply,
-            });
-            // Early stopping may restore an earlier epoch's weights; they were masked too, but re-apply to be exact.
-            pruning.Reapply();
+            // The masks hold the pruned weights at zero after every fine-tuning step.
+            var (model, onnx, history, accuracy) = CompressionRun.Run(_context, _trained, Options, "DeepVariants.Pruning", trainData, evaluationData,
+                network =>
+                {
+                    pruning = MagnitudePruning.Apply(network, Options);
+                    return network;
+                },
+                afterStep: () => pruning!.Reapply(),
+                finished: _ => sparsity = pruning!.Sparsity());
+            return new PruningResult(model, new PruningReport(sparsity, accuracy.Before, accuracy.Rewritten, accuracy.After), onnx, history);
         }
-        double? after = Options.Epochs > 0 ? Accuracy(network) : pruned;
-        var report = new PruningReport(pruning.Sparsity(), before, pruned, after);
-        var (model, onnx) = _trained.Serve(network);
-        return new PruningResult(model, report, onnx, history);
-    }
-
-    // The data as the fitted model read it: same preprocessing, same class order, same row reader.
-    private IBatchSource Read(IDataView data, string role, Action<string> log)
-    {
-        // The fitted model's own schema check first, so a column of another shape is named before any row is read.
-        _trained.CheckSchema(data.Schema, role);
-        var prepared = _trained.Prepare(data);
-        if (_trained.Label is { } label)
-            ClassLabels.Scan(prepared, label, role);
-        var reader = _trained.Reader(prepared, role);
-        return DataLoading.Load(prepared, reader, DataLoading.CountRows(prepared), Options, role, log);
+        finally
+        {
+            pruning?.Dispose();
+        }
     }
 
     /// <inheritdoc/>

@@ -31,11 +31,12 @@ internal static class CompressionRun
 
     /// <summary>
     /// Runs the steps: <paramref name="rewrite"/> gets the restored network (on the device) and returns the network to
-    /// fine-tune and serve; <paramref name="afterStep"/> runs after each fine-tuning step (pruning's masks).
+    /// fine-tune and serve; <paramref name="afterStep"/> runs after each fine-tuning step (pruning's masks), and
+    /// <paramref name="finished"/> reads the final network before it is disposed.
     /// </summary>
     public static (TransformerChain<ITransformer> Model, byte[] Onnx, TrainingHistory? History, Accuracies Accuracy) Run(
         ModelContext context, TrainedNetwork trained, TrainingOptions options, string component, IDataView trainData, IDataView? evaluationData,
-        Func<nn.Module<Tensor, Tensor>, nn.Module<Tensor, Tensor>> rewrite, Action? afterStep = null)
+        Func<nn.Module<Tensor, Tensor>, nn.Module<Tensor, Tensor>> rewrite, Action? afterStep = null, Action<nn.Module<Tensor, Tensor>>? finished = null)
     {
         ArgumentNullException.ThrowIfNull(trainData);
         var log = context.Logger(component);
@@ -67,6 +68,7 @@ internal static class CompressionRun
         }
         double? after = options.Epochs > 0 ? Accuracy(network) : rewritten;
         log($"Evaluation accuracy {before:P2} as fitted, {rewritten:P2} after the rewrite, {after:P2} after {options.Epochs} fine-tuning epoch(s).");
+        finished?.Invoke(network);
         var (model, onnx) = trained.Serve(network);
         return (model, onnx, history, new Accuracies(before, rewritten, after));
     }
