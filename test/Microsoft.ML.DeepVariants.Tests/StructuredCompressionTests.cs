@@ -1,6 +1,7 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.DeepVariants.Cnn;
 using Microsoft.ML.DeepVariants.Factorization;
+using Microsoft.ML.DeepVariants.Onnx;
 using Microsoft.ML.DeepVariants.Pruning;
 using static TorchSharp.torch;
 
@@ -198,5 +199,35 @@ public sealed class StructuredCompressionTests
         var resNet = Fit(new CnnArchitecture { Family = CnnFamily.ResNet, Width = 4, Depth = 1 }, epochs: 1, rows: 200);
         Refused<NotSupportedException>(() => _ml.Transforms.DeepVariants.PruneChannels(resNet, new ChannelPruningOptions()).Train(unreadable), "ResidualBlock");
         Refused<ArgumentException>(() => _ml.Transforms.DeepVariants.Factorize(resNet, new LowRankOptions { Layers = ["convolutions.stage1.block1.body.conv1"] }).Train(unreadable), "not factorized");
+    }
+
+    [TestMethod]
+    public void TheServingReportMeasuresTheModelAndItsBatchedGraphComputesWhatItServes()
+    {
+        var test = TestData.Keyed(_ml, TestData.Test(_ml, 128));
+        var figures = ServingReport.Measure(_ml, _leNet.Model, _leNet.OnnxModel, test);
+        TestContext.WriteLine($"{figures.Parameters:N0} stored weights, {figures.OnnxBytes:N0} bytes, {figures.RowsPerSecond:N0} rows/s one at a time, " +
+            $"{figures.BatchedRowsPerSecond:N0} rows/s in batches of 64, accuracy {figures.Accuracy:P2}");
+        // The trainable parameters and the batch norms' running means and variances (two per channel of 16 + 32).
+        Assert.AreEqual(_leNet.ParameterCount + 2 * (16 + 32), figures.Parameters);
+        Assert.AreEqual(_leNet.OnnxModel.LongLength, figures.OnnxBytes);
+        Assert.AreEqual(_ml.MulticlassClassification.Evaluate(_leNet.Model.Transform(test)).MicroAccuracy, figures.Accuracy!.Value, 1e-9);
+        Assert.IsGreaterThan(0, figures.RowsPerSecond);
+        Assert.IsGreaterThan(0, figures.BatchedRowsPerSecond);
+
+        // The batched copy gives each row of a batch the logits the single-row graph gives it alone.
+        var export = _leNet.Trained!.Export(_leNet.Trained.Restore());
+        byte[] batched = ServingReport.Batched(export.Bytes);
+        float[][] rows = TestData.Test(_ml, 8).GetColumn<float[]>("Features").ToArray();
+        using var batch = tensor(rows.SelectMany(r => r).ToArray()).reshape(8, 784);
+        float[] together = OnnxParityTests.RunOnnx(batched, export.Inputs[0], batch, export.Outputs[0]);
+        Assert.HasCount(8 * 10, together);
+        for (int row = 0; row < 8; row++)
+        {
+            using var one = tensor(rows[row]);
+            float[] alone = OnnxParityTests.RunOnnx(export.Bytes, export.Inputs[0], one, export.Outputs[0]);
+            for (int k = 0; k < 10; k++)
+                Assert.AreEqual(alone[k], together[row * 10 + k], 1e-5f, $"row {row}, class {k}");
+        }
     }
 }
