@@ -252,6 +252,25 @@ public sealed class DeepVariantsCatalog
     /// </example>
     public DistillationEstimator Distill(ITransformer teacher, DistillationOptions options) => new(_context, teacher, options);
 
+    /// <summary>
+    /// Knowledge distillation from a fitted DeepVariants CNN: its scores, and with <see cref="DistillationOptions.FeatureLoss"/>
+    /// its last feature maps too (FitNets hints or attention transfer).
+    /// </summary>
+    /// <example>
+    /// <code>
+    /// var teacher = mlContext.Transforms.DeepVariants.CnnClassifier(bigOptions).Train(train);
+    /// var student = mlContext.Transforms.DeepVariants.Distill(teacher, new DistillationOptions
+    /// {
+    ///     Student = smallOptions, FeatureLoss = FeatureLoss.Attention,
+    /// }).Fit(train);
+    /// </code>
+    /// </example>
+    public DistillationEstimator Distill(FitResult teacher, DistillationOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(teacher);
+        return new(_context, teacher.Model, options, teacher);
+    }
+
     /// <summary>Knowledge distillation into <paramref name="student"/> at temperature <paramref name="temperature"/>, with weight <paramref name="alpha"/> on the teacher's term.</summary>
     /// <param name="teacher">A fitted model that adds a class-score column named "Score" to the training rows.</param>
     /// <param name="student">The student CNN classifier's options.</param>

@@ -21,13 +21,15 @@ public sealed class DistillationEstimator : IDeepVariantsEstimator
 {
     private readonly ModelContext _context;
     private readonly ITransformer _teacher;
+    private readonly TrainedNetwork? _teacherNetwork;
 
-    internal DistillationEstimator(ModelContext context, ITransformer teacher, DistillationOptions options)
+    internal DistillationEstimator(ModelContext context, ITransformer teacher, DistillationOptions options, FitResult? fittedTeacher = null)
     {
         ArgumentNullException.ThrowIfNull(teacher);
         ArgumentNullException.ThrowIfNull(options);
         _context = context;
         _teacher = teacher;
+        _teacherNetwork = fittedTeacher?.Trained;
         Options = options;
     }
 
@@ -43,7 +45,17 @@ public sealed class DistillationEstimator : IDeepVariantsEstimator
         Options.Validate();
         var student = new CnnClassifierEstimator(_context, Options.Student);
         var targets = new TeacherTargets(_teacher, Options, _context.Logger("DeepVariants.Distillation"));
-        return student.Train(trainData, validationData, targets.Extension());
+        var extension = targets.Extension();
+        if (Options.FeatureLoss == FeatureLoss.None)
+            return student.Train(trainData, validationData, extension);
+        var teacherNetwork = _teacherNetwork?.Restore() as CnnNetwork ?? throw new ArgumentException(
+            $"FeatureLoss = {Options.FeatureLoss} needs the teacher's network: pass the FitResult of a DeepVariants CNN (CnnClassifier(...).Train) as the teacher.",
+            nameof(DistillationOptions.FeatureLoss));
+        using var features = new FeatureDistillationObjective(extension.Objective!, teacherNetwork, Options.FeatureLoss, Options.EffectiveFeatureWeight);
+        return student.Train(trainData, validationData, new TrainingExtension
+        {
+            AddColumns = extension.AddColumns, Targets = extension.Targets, BatchTargets = extension.BatchTargets, Objective = features,
+        });
     }
 
     /// <inheritdoc/>

@@ -13,6 +13,17 @@ public enum TeacherScoreKind
     Probabilities,
 }
 
+/// <summary>Which intermediate features the student also learns from, besides the teacher's logits.</summary>
+public enum FeatureLoss
+{
+    /// <summary>Logits only.</summary>
+    None,
+    /// <summary>FitNets hints (Romero et al. 2015): the student's last feature map, through a learned 1x1 adaptor, regressed on the teacher's.</summary>
+    Hint,
+    /// <summary>Attention transfer (Zagoruyko and Komodakis 2017): the spatial attention maps (channel mean of squares, unit length) matched.</summary>
+    Attention,
+}
+
 /// <summary>
 /// Options of <see cref="DistillationEstimator"/>: the student (an ordinary CNN classifier) and how it learns from
 /// the teacher. The loss is <c>Alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - Alpha) * CE(student, label)</c>
@@ -46,6 +57,21 @@ public sealed class DistillationOptions
     /// <summary>Whether the teacher's scores are logits or probabilities. Default <see cref="TeacherScoreKind.Auto"/>.</summary>
     public TeacherScoreKind TeacherScores { get; set; } = TeacherScoreKind.Auto;
 
+    /// <summary>
+    /// Feature distillation on the last convolutional feature maps, added to the loss above; needs the teacher's network,
+    /// so the teacher must be the <see cref="FitResult"/> of a DeepVariants CNN reading the same images. Default none.
+    /// The hint adaptor is not kept in training checkpoints: a resumed run starts it afresh.
+    /// </summary>
+    public FeatureLoss FeatureLoss { get; set; } = FeatureLoss.None;
+
+    /// <summary>
+    /// The weight of the feature term; null for the kind's default: 1 for <see cref="FeatureLoss.Hint"/> (a mean squared
+    /// error of activations) and 1,000 for <see cref="FeatureLoss.Attention"/> (the β of Zagoruyko and Komodakis).
+    /// </summary>
+    public double? FeatureWeight { get; set; }
+
+    internal double EffectiveFeatureWeight => FeatureWeight ?? (FeatureLoss == FeatureLoss.Attention ? 1000 : 1);
+
     /// <summary>Throws, naming the option, when a setting cannot work.</summary>
     public void Validate()
     {
@@ -55,6 +81,12 @@ public sealed class DistillationOptions
             throw new ArgumentOutOfRangeException(nameof(Temperature), Temperature, "Temperature must be a finite number greater than zero.");
         if (!(Alpha >= 0 && Alpha <= 1))
             throw new ArgumentOutOfRangeException(nameof(Alpha), Alpha, "Alpha must be in [0, 1].");
+        if (!Enum.IsDefined(FeatureLoss))
+            throw new ArgumentOutOfRangeException(nameof(FeatureLoss), FeatureLoss, "FeatureLoss must be None, Hint or Attention.");
+        if (FeatureWeight is { } weight && !(weight > 0 && !double.IsInfinity(weight)))
+            throw new ArgumentOutOfRangeException(nameof(FeatureWeight), weight, "FeatureWeight must be a finite number greater than zero (or null for the default).");
+        if (FeatureWeight is not null && FeatureLoss == FeatureLoss.None)
+            throw new ArgumentException("FeatureWeight applies only with a FeatureLoss (Hint or Attention).", nameof(FeatureWeight));
         if (string.IsNullOrWhiteSpace(TeacherScoreColumnName))
             throw new ArgumentException("TeacherScoreColumnName must name a column.", nameof(TeacherScoreColumnName));
     }

@@ -22,6 +22,15 @@ internal interface ITrainingObjective
 
     /// <summary>Adds the classes predicted for, and the true classes of, the batch's counted rows (classifiers only).</summary>
     void AddClasses(Tensor output, Tensor target, ClassesSeen seen) { }
+
+    /// <summary>Trainable parameters of the loss itself (a feature adaptor), optimized with the network's; not part of the model.</summary>
+    IEnumerable<Parameter> Parameters => [];
+
+    /// <summary>
+    /// Called once before training with the network on its device (a loss that reads intermediate values registers its
+    /// hooks here); the returned handle is disposed when training ends.
+    /// </summary>
+    IDisposable? Attach(nn.Module<Tensor, Tensor> model) => null;
 }
 
 /// <summary>
@@ -168,7 +177,8 @@ internal static class TorchTrainer
         }
 
         model.to(device);
-        var (optimizer, factors) = CreateOptimizer(model, options);
+        using var attached = run.Objective.Attach(model);
+        var (optimizer, factors) = CreateOptimizer(model, options, run.Objective.Parameters.ToList());
         using var disposeOptimizer = optimizer;
         var callbacks = options.Callbacks.ToList();
         if (options.EarlyStoppingPatience > 0)
@@ -476,7 +486,7 @@ internal static class TorchTrainer
 
     // Parameter groups, each with its weight decay and learning-rate factor: by default those weight decay applies to
     // and the rest (empty unless the module says otherwise); a module with learning-rate groups gives its own.
-    private static (TrainingOptimizer Optimizer, double[] Factors) CreateOptimizer(nn.Module model, TrainingOptions options)
+    private static (TrainingOptimizer Optimizer, double[] Factors) CreateOptimizer(nn.Module model, TrainingOptions options, List<Parameter> lossParameters)
     {
         double lr = options.LearningRate, decay = options.WeightDecay;
         List<(IReadOnlyList<Parameter> Parameters, double Decay, double Factor)> groups;
@@ -494,6 +504,8 @@ internal static class TorchTrainer
             if (rest.Count > 0)
                 groups.Add((rest, 0, 1));
         }
+        if (lossParameters.Count > 0)
+            groups.Add((lossParameters, 0, 1));
         var parameterGroups = groups.Select(g => new ParameterGroup(g.Parameters, lr * g.Factor, g.Decay)).ToList();
         TrainingOptimizer optimizer = options.Optimizer switch
         {
