@@ -48,7 +48,7 @@ public sealed class DistillationOptions
     /// <summary>Softmax temperature T for both teacher and student in the soft term; higher spreads the teacher's probability over more classes. Default 2.</summary>
     public double Temperature { get; set; } = 2;
 
-    /// <summary>Weight of the soft (teacher) term, in [0, 1]; 0 is plain training on the labels. Default 0.5.</summary>
+    /// <summary>Weight of the soft (teacher) term, in [0, 1]; 0 is plain training on the labels (plus the feature term, with a <see cref="FeatureLoss"/>). Default 0.5.</summary>
     public double Alpha { get; set; } = 0.5;
 
     /// <summary>The teacher's output column of class scores, one per student class. Default "Score".</summary>
