@@ -82,14 +82,15 @@ public static class NativeAllocator
     /// between epochs is what the run holds, not what glibc's arenas happened to keep from the epoch's last batches (a
     /// small CNN's end-of-epoch RSS swung by 17% without it). Once an epoch, it costs a few milliseconds.
     /// The managed heap gets the same treatment: after the run's first epoch, when the garbage of reading and checking the data
-    /// is dead, one compacting collection that decommits what it frees (about 20 ms on a 50 MB heap); after every later
+    /// is dead, one compacting collection that decommits what it frees (about 20 ms on a 50 MB heap; skipped when at most
+    /// one epoch follows, since there is no later epoch for it to steady, and its cost would fall on every short fit); after every later
     /// epoch a generation-0 collection, so that each epoch's small managed garbage reuses the pages of the last instead
     /// of touching fresh ones until the GC's budget runs out. Without them the GCN's 200 Cora epochs (about 60 KB of
     /// managed garbage each) grew resident memory by 5.4% and levelled off only after the first collection, at epoch 180.
     /// </summary>
-    internal static void ReleaseAtEpochEnd(bool firstOfRun)
+    internal static void ReleaseAtEpochEnd(bool compactHeap)
     {
-        if (firstOfRun)
+        if (compactHeap)
             GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
         else
             GC.Collect(0, GCCollectionMode.Forced, blocking: true, compacting: false);

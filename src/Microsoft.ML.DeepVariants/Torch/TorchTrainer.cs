@@ -291,7 +291,7 @@ internal static class TorchTrainer
                     break;
                 }
 
-                NativeAllocator.ReleaseAtEpochEnd(firstOfRun: epoch == firstEpoch);
+                NativeAllocator.ReleaseAtEpochEnd(compactHeap: epoch == firstEpoch && options.Epochs - epoch >= 2);
                 var summary = new TrainingProgress(epoch, options.Epochs, b, batches, lossSum / Math.Max(1, rowsSeen),
                     validationLoss, validationMetric, lr, Elapsed(), IsEpochEnd: true, hasMetric && rowsSeen > 0 ? metricSum / rowsSeen : null);
                 history.Add(summary);
