@@ -41,13 +41,14 @@ public sealed class ChannelPruningEstimator : IEstimator<TransformerChain<ITrans
         Options.Validate();
         // The filters each convolution keeps are chosen, and the options checked, before any row is read.
         List<ChannelPruningLayer> layers;
+        Dictionary<string, long[]> keep;
         long before;
         using (var network = _trained.Restore())
         {
             var links = ChannelPruning.Links(Rebuildable(network));
             if (links.Count == 0)
                 throw new NotSupportedException("The network has no convolution whose filters can be removed (one followed, through batch norms, activations and pooling, by another convolution or a dense layer).");
-            var keep = ChannelPruning.Keep(links, Options);
+            keep = ChannelPruning.Keep(links, Options);
             layers = links.Select(l => new ChannelPruningLayer(l.Name, l.Convolution.out_channels, keep[l.Name].LongLength)).ToList();
             before = network.parameters().Sum(p => p.numel());
         }
@@ -55,8 +56,8 @@ public sealed class ChannelPruningEstimator : IEstimator<TransformerChain<ITrans
         var (model, onnx, history, accuracy) = CompressionRun.Run(_context, _trained, Options, "DeepVariants.ChannelPruning", trainData, evaluationData, network =>
         {
             var rebuildable = Rebuildable(network);
-            var links = ChannelPruning.Links(rebuildable);
-            var pruned = ModuleRewrite.Replace(rebuildable, ChannelPruning.Replacements(links, ChannelPruning.Keep(links, Options)));
+            // The same trained weights as the plan's, so the same filters: the choice is made once.
+            var pruned = ModuleRewrite.Replace(rebuildable, ChannelPruning.Replacements(ChannelPruning.Links(rebuildable), keep));
             after = pruned.parameters().Sum(p => p.numel());
             return pruned;
         });
