@@ -164,6 +164,32 @@ public sealed class DeepVariantsCatalog
     public VariationalAutoencoderEstimator VariationalAutoencoder(VariationalAutoencoderOptions options) => new(_context, options);
 
     /// <summary>
+    /// A DCGAN, unconditional or conditioned on a key column of classes, with the usual stabilisers as options; the
+    /// fitted model is the generator, from a latent column (and the class column) to an image column.
+    /// </summary>
+    /// <example>
+    /// <code>
+    /// var fit = mlContext.Transforms.DeepVariants.Gan(new GanOptions { ImageHeight = 28, ImageWidth = 28, ConditionColumnName = "Label" }).Train(train);
+    /// IDataView samples = fit.Generate(mlContext, count: 64, seed: 1);
+    /// </code>
+    /// </example>
+    public GanEstimator Gan(GanOptions options) => new(_context, options);
+
+    /// <summary>
+    /// Image-to-image translation (pix2pix): a U-Net that maps a source image column to a paired target column, trained
+    /// on L1 plus a PatchGAN discriminator's adversarial loss (or L1 alone).
+    /// </summary>
+    /// <example>
+    /// <code>
+    /// var fit = mlContext.Transforms.DeepVariants.ImageToImage(new ImageToImageOptions
+    /// {
+    ///     SourceColumnName = "Edges", TargetColumnName = "Features", ImageHeight = 28, ImageWidth = 28,
+    /// }).Train(pairs);
+    /// </code>
+    /// </example>
+    public ImageToImageEstimator ImageToImage(ImageToImageOptions options) => new(_context, options);
+
+    /// <summary>
     /// A graph convolutional network node classifier (Kipf and Welling 2017) over the graph whose edges are
     /// <paramref name="edges"/>; fit it on the nodes. Defaults reproduce the paper's Cora setting.
     /// </summary>

@@ -145,7 +145,7 @@ public sealed class VariationalAutoencoderEstimator : DeepVariantsEstimator<Vari
         {
             FeatureReader features = new VectorFeatures(prepared.Schema[_options.FeatureColumnName], [Size]);
             if (_options.Likelihood == ReconstructionLikelihood.Bernoulli)
-                features = new UnitIntervalFeatures(features, _options.FeatureColumnName);
+                features = new UnitIntervalFeatures(features, _options.FeatureColumnName, "a Bernoulli likelihood reads values in [0, 1] (scale pixels by 1/255), or set Likelihood to Gaussian");
             return new RowReader(features, new SameAsFeatures([Size]));
         }
 
@@ -172,27 +172,6 @@ public sealed class VariationalAutoencoderEstimator : DeepVariantsEstimator<Vari
             return new VariationalAutoencoderFitResult(result.Model, result.History, result.OnnxModel, result.ParameterCount, generator, _options.LatentSize, Size)
             {
                 Trained = result.Trained,
-            };
-        }
-    }
-
-    /// <summary>A Bernoulli likelihood reads each value as a probability: values outside [0, 1] are refused, naming the row.</summary>
-    private sealed class UnitIntervalFeatures(FeatureReader inner, string column) : FeatureReader
-    {
-        public override long[] Shape => inner.Shape;
-        public override IEnumerable<DataViewSchema.Column> Columns => inner.Columns;
-
-        public override RowWriter<float> Bind(DataViewRow row, string role)
-        {
-            var write = inner.Bind(row, role);
-            return (long index, Span<float> destination) =>
-            {
-                write(index, destination);
-                foreach (float value in destination)
-                    if (value is < 0 or > 1)
-                        throw new ArgumentOutOfRangeException(column,
-                            $"Column '{column}' has the value {value} at row {index}{SchemaView.In(role)}; a Bernoulli likelihood reads values in [0, 1] " +
-                            "(scale pixels by 1/255), or set Likelihood to Gaussian.");
             };
         }
     }

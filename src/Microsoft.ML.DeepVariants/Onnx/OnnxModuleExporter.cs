@@ -17,7 +17,7 @@ public interface IOnnxExportable
 
 /// <summary>
 /// Exports the TorchSharp modules this project builds to ONNX nodes: Sequential, Conv2d, ConvTranspose2d,
-/// BatchNorm2d, BatchNorm1d, LayerNorm, ReLU, Sigmoid, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Dropout, Flatten, Unflatten (batch
+/// BatchNorm2d, BatchNorm1d, LayerNorm, ReLU, LeakyReLU, Sigmoid, Tanh, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Dropout, Flatten, Unflatten (batch
 /// first), Linear, Softmax, Identity, and any
 /// <see cref="IOnnxExportable"/>. The module is traced with an example input in evaluation mode, so
 /// batch normalisation uses its running statistics and dropout is the identity.
@@ -95,6 +95,10 @@ public static class OnnxModuleExporter
                 return b.AddNode("Relu", [x]);
             case Sigmoid:
                 return b.AddNode("Sigmoid", [x]);
+            case Tanh:
+                return b.AddNode("Tanh", [x]);
+            case LeakyReLU leaky:
+                return b.AddNode("LeakyRelu", [x], OnnxGraphBuilder.Float("alpha", (float)leaky.negative_slope));
             case MaxPool2d pool:
                 return b.AddNode("MaxPool", [x],
                     OnnxGraphBuilder.Ints("kernel_shape", pool.kernel_size),

@@ -129,6 +129,9 @@ internal abstract class FitTask
     /// <summary>Whether each epoch draws the rows in a new order (a graph trains on all its nodes at once, in order).</summary>
     public virtual bool Shuffle => true;
 
+    /// <summary>Trains the network: the shared loop, unless the capability trains otherwise (a GAN alternates two networks).</summary>
+    public virtual TrainingHistory Train(TrainingRun run) => TorchTrainer.Train(run);
+
     /// <summary>The options the loop trains with (a graph trains in one batch of all its nodes).</summary>
     public virtual TrainingOptions TrainingOptions(TrainingOptions options) => options;
 
@@ -417,7 +420,7 @@ public abstract class DeepVariantsEstimator<TOptions, TResult> : IDeepVariantsEs
         log($"Training {task.Description} ({parameters:N0} parameters) on {fit.TrainSource.Rows:N0} rows" +
             (fit.Label is null ? "" : $", {fit.Label.Info.ClassCount} classes") + $", device {fit.Device}, seed {fit.Seed}.");
         var objective = extension?.Objective ?? task.Objective;
-        var history = TorchTrainer.Train(new TrainingRun
+        var history = task.Train(new TrainingRun
         {
             Model = network, Train = fit.TrainSource, Validation = fit.ValidationSource, Objective = objective,
             Options = trainingOptions, Device = fit.Device, Seed = fit.Seed, Log = log, Warn = logWarning, Corrupt = task.Corrupt, Shuffle = task.Shuffle,

@@ -63,19 +63,25 @@ internal abstract class TrainingOptimizer : IDisposable
     protected static Tensor StateLike(Tensor parameter) => zeros_like(parameter).DetachFromDisposeScope();
 }
 
-/// <summary>Adam (Kingma and Ba 2015), with L2 weight decay added to the gradient, or AdamW (decoupled weight decay).</summary>
+/// <summary>
+/// Adam (Kingma and Ba 2015), with L2 weight decay added to the gradient, or AdamW (decoupled weight decay); β₁ is 0.9
+/// unless given (GANs train with 0.5).
+/// </summary>
 internal sealed class AdamOptimizer : TrainingOptimizer
 {
-    private const double Beta1 = 0.9, Beta2 = 0.999, Epsilon = 1e-8;
-    private static readonly Scalar Beta1Scalar = Scalars.Of(Beta1), OneMinusBeta1 = Scalars.Of(1 - Beta1),
-        Beta2Scalar = Scalars.Of(Beta2), OneMinusBeta2 = Scalars.Of(1 - Beta2), EpsilonScalar = Scalars.Of(Epsilon);
+    private const double Beta2 = 0.999, Epsilon = 1e-8;
+    private static readonly Scalar Beta2Scalar = Scalars.Of(Beta2), OneMinusBeta2 = Scalars.Of(1 - Beta2), EpsilonScalar = Scalars.Of(Epsilon);
 
     private readonly bool _decoupled;
+    private readonly double _beta1;
+    private readonly Scalar _beta1Scalar, _oneMinusBeta1;
     private readonly Dictionary<Parameter, (long Step, Tensor Average, Tensor Squares)> _state = new(ReferenceEqualityComparer.Instance);
 
-    public AdamOptimizer(IReadOnlyList<ParameterGroup> groups, bool decoupledWeightDecay) : base(groups)
+    public AdamOptimizer(IReadOnlyList<ParameterGroup> groups, bool decoupledWeightDecay, double beta1 = 0.9) : base(groups)
     {
         _decoupled = decoupledWeightDecay;
+        _beta1 = beta1;
+        (_beta1Scalar, _oneMinusBeta1) = (Scalars.Of(beta1), Scalars.Of(1 - beta1));
         foreach (var parameter in AllParameters)
             _state[parameter] = (0, StateLike(parameter), StateLike(parameter));
     }
@@ -95,8 +101,8 @@ internal sealed class AdamOptimizer : TrainingOptimizer
             else
                 grad = grad.add(parameter, weightDecay);
         }
-        double correction1 = 1 - Math.Pow(Beta1, step), correction2 = 1 - Math.Pow(Beta2, step);
-        average.mul_(Beta1Scalar).add_(grad, OneMinusBeta1);
+        double correction1 = 1 - Math.Pow(_beta1, step), correction2 = 1 - Math.Pow(Beta2, step);
+        average.mul_(_beta1Scalar).add_(grad, _oneMinusBeta1);
         squares.mul_(Beta2Scalar).addcmul_(grad, grad, OneMinusBeta2);
         using Scalar root = Math.Sqrt(correction2).ToScalar(), stepSize = (-lr / correction1).ToScalar();
         var denominator = squares.sqrt().div(root).add_(EpsilonScalar, Scalars.One);

@@ -146,13 +146,19 @@ internal static class TorchTrainer
         run.Options.Validate();
         if (run.Train.Rows == 0)
             throw new ArgumentException("The training data has no rows.", nameof(run));
-        int threads = run.Options.Threads ?? TrainingOptions.DefaultThreads;
+        return WithThreads(run.Options, () => TrainWithThreads(run));
+    }
+
+    /// <summary>Runs <paramref name="body"/> on the options' number of TorchSharp threads, restoring the previous number after.</summary>
+    public static T WithThreads<T>(TrainingOptions options, Func<T> body)
+    {
+        int threads = options.Threads ?? TrainingOptions.DefaultThreads;
         int threadsBefore = get_num_threads();
         if (threads != threadsBefore)
             set_num_threads(threads);
         try
         {
-            return TrainWithThreads(run);
+            return body();
         }
         finally
         {

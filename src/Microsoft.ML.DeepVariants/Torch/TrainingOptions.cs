@@ -200,6 +200,22 @@ public class TrainingOptions
                 throw new ArgumentException($"{option} must name a column.", option);
     }
 
+    /// <summary>
+    /// For a trainer with a loop of its own (two networks and two Adams, such as a GAN's): refuses, by name, the settings
+    /// that only the shared loop reads, rather than ignoring them. <paramref name="trainer"/> starts the messages.
+    /// </summary>
+    private protected void RequireAdversarialLoopSettings(string trainer)
+    {
+        if (Optimizer != OptimizerKind.Adam)
+            throw new ArgumentException($"{trainer} trains both networks with Adam (set AdamBeta1 to change it); Optimizer must be Adam.", nameof(Optimizer));
+        if (EarlyStoppingPatience > 0)
+            throw new ArgumentException($"{trainer} has no validation loss that tells a better model; EarlyStoppingPatience must be 0.", nameof(EarlyStoppingPatience));
+        if (CheckpointDirectory is not null)
+            throw new ArgumentException($"{trainer} does not write checkpoints yet; CheckpointDirectory must be null.", nameof(CheckpointDirectory));
+        if (Callbacks.Count > 0)
+            throw new ArgumentException($"{trainer} reports through Progress, not callbacks; Callbacks must be empty.", nameof(Callbacks));
+    }
+
     /// <summary>The fewest epochs that make sense: 1, or 0 where training is optional (pruning's fine-tuning).</summary>
     protected virtual int MinimumEpochs => 1;
 
