@@ -1,4 +1,5 @@
 using Microsoft.ML.DeepVariants.Cnn;
+using Microsoft.ML.DeepVariants.Datasets;
 using Microsoft.ML.DeepVariants.Quantization;
 using Onnx;
 
@@ -82,6 +83,11 @@ public sealed class QuantizationTests
         StringAssert.Contains(zero.Message, "CalibrationRows");
         var empty = Assert.ThrowsExactly<ArgumentException>(() => ml.Transforms.DeepVariants.QuantizeInt8(fitted, ml.Data.SkipRows(train, 1_000_000)));
         StringAssert.Contains(empty.Message, "calibration data has no rows");
+        var rows = FashionMnist.Read(FashionMnistSplit.Test, maxRows: 5).ToList();
+        rows[3].Features[100] = float.NaN;
+        var nan = Assert.ThrowsExactly<ArgumentException>(() => ml.Transforms.DeepVariants.QuantizeInt8(fitted, TestData.Keyed(ml, ml.Data.LoadFromEnumerable(rows))));
+        TestContext.WriteLine(nan.Message);
+        StringAssert.Contains(nan.Message, "Column 'Features' has NaN at position 100 of row 3 in the calibration data");
         var wrong = ml.Data.LoadFromEnumerable(new[] { new OtherRow() });
         var missing = Assert.Throws<Exception>(() => ml.Transforms.DeepVariants.QuantizeInt8(fitted, wrong));
         TestContext.WriteLine(missing.Message);

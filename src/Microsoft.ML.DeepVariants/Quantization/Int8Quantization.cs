@@ -94,8 +94,13 @@ internal static class Int8Quantization
                 for (int i = 0; i < inputs.Count; i++)
                 {
                     getters[i](ref buffer);
+                    float[] values = buffer.DenseValues().ToArray();
+                    // One NaN would make every range it reaches NaN, and the quantized graph garbage, without a word.
+                    if (Array.FindIndex(values, v => !float.IsFinite(v)) is var at and >= 0)
+                        throw new ArgumentException($"Column '{inputs[i].Name}' has {values[at]} at position {at} of row {rows} in the calibration data; " +
+                            "the activations' ranges are measured on finite inputs only.", nameof(calibration));
                     int[] dims = [.. inputs[i].Type.TensorType.Shape.Dim.Select(d => d.DimValue > 0 ? (int)d.DimValue : 1)];
-                    feeds.Add(NamedOnnxValue.CreateFromTensor(inputs[i].Name, new DenseTensor<float>(buffer.DenseValues().ToArray(), dims)));
+                    feeds.Add(NamedOnnxValue.CreateFromTensor(inputs[i].Name, new DenseTensor<float>(values, dims)));
                 }
                 using var results = session.Run(feeds, tensors);
                 foreach (var result in results)
