@@ -4,10 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash eng/setup.sh
-# The importer's test graphs, written by PyTorch's own exporter (Debian's python3-torch); made once, kept in artifacts/.
-bash eng/onnx-fixtures.sh
-# The distributed-sweep tests start a throw-away PostgreSQL 15 server and check the studies with Optuna 3.1 (Debian's packages).
-bash eng/postgres.sh install
+# The importer's test graphs, written by PyTorch's own exporter (Debian's python3-torch; made once, kept in artifacts/),
+# and the throw-away PostgreSQL 15 server and Optuna 3.1 that the distributed-sweep tests use: Debian packages, mostly
+# downloading and unpacking, which the build needs neither of, so they install beside it.
+prerequisites_log=$(mktemp)
+( bash eng/onnx-fixtures.sh && bash eng/postgres.sh install ) > "$prerequisites_log" 2>&1 &
+prerequisites_pid=$!
 
 projects=(
   test/Microsoft.ML.DeepVariants.Tests/Microsoft.ML.DeepVariants.Tests.csproj
@@ -17,6 +19,14 @@ projects=(
 for project in "${projects[@]}"; do
   dotnet build "$project" -c Release --nologo -v quiet || true  # a failed build fails its tests below, and is counted there
 done
+prerequisites_status=0
+wait "$prerequisites_pid" || prerequisites_status=$?
+cat "$prerequisites_log"
+rm -f "$prerequisites_log"
+if [ "$prerequisites_status" -ne 0 ]; then
+  echo "test: the ONNX fixtures or PostgreSQL could not be installed (above); no test ran." >&2
+  exit "$prerequisites_status"
+fi
 log=$(mktemp)
 status=0
 passed=0; failed=0; skipped=0

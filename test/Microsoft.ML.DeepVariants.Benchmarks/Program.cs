@@ -39,6 +39,7 @@ root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.MemoryBenchmark.Comman
 root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.TabularBenchmark.Command());
 root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.DistributedBenchmark.Command());
 root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.ServingBenchmark.Command());
+root.Subcommands.Add(Microsoft.ML.DeepVariants.Benchmarks.GenerativeBenchmark.Command());
 return root.Parse(args).Invoke();
 
 static int Orchestrate(int epochs, int? rows, string reportPath)
