@@ -18,7 +18,7 @@ public sealed class ImageToImageTests
     public void Pix2PixLearnsEdgesToImagesAndServesItsUNet()
     {
         var ml = new MLContext(seed: 1);
-        var trainRows = FashionMnist.Read(FashionMnistSplit.Train, maxRows: 4000);
+        var trainRows = FashionMnist.Read(FashionMnistSplit.Train, maxRows: 3000);
         var train = Pairs(ml, trainRows);
         var testRows = FashionMnist.Read(FashionMnistSplit.Test, maxRows: 200);
         var test = Pairs(ml, testRows);
