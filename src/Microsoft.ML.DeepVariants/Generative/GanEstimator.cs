@@ -41,9 +41,7 @@ public sealed record GanFitResult(TransformerChain<ITransformer> Model, Training
     {
         ArgumentNullException.ThrowIfNull(mlContext);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(count);
-        var random = new Random(seed);
-        float Gaussian() => (float)(Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble()));
-        var latents = Enumerable.Range(0, count).Select(_ => Enumerable.Range(0, LatentSize).Select(_ => Gaussian()).ToArray()).ToList();
+        var latents = LatentPoints.Prior(count, LatentSize, seed);
         return Model.Transform(Latents(mlContext, latents, Classes(count, classIndex)));
     }
 
@@ -59,7 +57,7 @@ public sealed record GanFitResult(TransformerChain<ITransformer> Model, Training
         ArgumentOutOfRangeException.ThrowIfLessThan(steps, 2);
         if (ClassNames.Count > 0 && classIndex is null)
             throw new ArgumentNullException(nameof(classIndex), "A conditional generator interpolates within one class: give classIndex.");
-        var latents = Enumerable.Range(0, steps).Select(k => from.Zip(to, (a, b) => a + k / (float)(steps - 1) * (b - a)).ToArray()).ToList();
+        var latents = LatentPoints.Line(from, to, steps);
         return Model.Transform(Latents(mlContext, latents, Classes(steps, classIndex))).GetColumn<float[]>(GeneratedColumnName).ToList();
     }
 

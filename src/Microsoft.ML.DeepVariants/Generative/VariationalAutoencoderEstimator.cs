@@ -47,9 +47,7 @@ public sealed record VariationalAutoencoderFitResult(TransformerChain<ITransform
     {
         ArgumentNullException.ThrowIfNull(mlContext);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(count);
-        var random = new Random(seed);
-        float Gaussian() => (float)(Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble()));
-        var latents = Enumerable.Range(0, count).Select(_ => Enumerable.Range(0, LatentSize).Select(_ => Gaussian()).ToArray()).ToList();
+        var latents = LatentPoints.Prior(count, LatentSize, seed);
         return CreateGenerator(mlContext).Transform(Latents(mlContext, latents));
     }
 
@@ -66,11 +64,7 @@ public sealed record VariationalAutoencoderFitResult(TransformerChain<ITransform
         if (from.Length != LatentSize || to.Length != LatentSize)
             throw new ArgumentException($"The latents have {from.Length} and {to.Length} values; expected LatentSize {LatentSize}.", nameof(from));
         ArgumentOutOfRangeException.ThrowIfLessThan(steps, 2);
-        var latents = Enumerable.Range(0, steps).Select(k =>
-        {
-            float t = k / (float)(steps - 1);
-            return from.Zip(to, (a, b) => a + t * (b - a)).ToArray();
-        }).ToList();
+        var latents = LatentPoints.Line(from, to, steps);
         return CreateGenerator(mlContext).Transform(Latents(mlContext, latents)).GetColumn<float[]>(GeneratedColumnName).ToList();
     }
 
